@@ -1,0 +1,1 @@
+"""diqkd layer of qrepeater."""

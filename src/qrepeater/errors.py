@@ -1,0 +1,50 @@
+"""Exception hierarchy of qrepeater.
+
+Every error the library raises on bad input derives from :class:`QRepeaterError`, so the CLI can
+turn any of them into a one-line message and exit status 2. Each subclass names one kind of
+problem, so callers can catch exactly what they can handle.
+"""
+
+from __future__ import annotations
+
+
+class QRepeaterError(Exception):
+    """Base class of every error qrepeater raises on purpose."""
+
+
+class ParameterError(QRepeaterError, ValueError):
+    """A physical or protocol parameter is outside its allowed domain."""
+
+
+class PresetError(QRepeaterError):
+    """A preset cannot be found, parsed or validated (unknown name, missing or misspelt key)."""
+
+
+class CalibrationError(QRepeaterError):
+    """The calibration targets cannot be met by the model (no solution in the physical domain)."""
+
+
+class RecordError(QRepeaterError):
+    """A round-record or key file is malformed, corrupt, or inconsistent with its partner."""
+
+
+class ProtocolAbort(QRepeaterError):
+    """A protocol run must abort (Bell violation too low, QBER too high, verification failed).
+
+    ``reason`` is a short machine-readable code, ``str(exc)`` the human explanation.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class AuthenticationError(ProtocolAbort):
+    """A classical message failed authentication (tampered, reordered, replayed, key exhausted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("authentication", message)
+
+
+class ReconciliationError(QRepeaterError):
+    """Information reconciliation could not be set up (impossible rate, block length or QBER)."""

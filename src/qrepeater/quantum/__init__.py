@@ -1,0 +1,1 @@
+"""quantum layer of qrepeater."""

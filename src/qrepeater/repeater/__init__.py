@@ -1,0 +1,1 @@
+"""repeater layer of qrepeater."""
