@@ -28,7 +28,7 @@ class RecordError(QRepeaterError):
     """A round-record or key file is malformed, corrupt, or inconsistent with its partner."""
 
 
-class ProtocolAbort(QRepeaterError):
+class ProtocolAbort(QRepeaterError):  # noqa: N818 - an abort is an outcome, not a bug
     """A protocol run must abort (Bell violation too low, QBER too high, verification failed).
 
     ``reason`` is a short machine-readable code, ``str(exc)`` the human explanation.

@@ -1,0 +1,28 @@
+"""Command-line interface: renders what the core computes (typer + rich)."""
+
+from __future__ import annotations
+
+import typer
+
+from qrepeater.cli import link as _link
+
+app = typer.Typer(
+    name="qrepeater",
+    help="Calibrated trapped-ion network links, memories, repeaters and DI-QKD.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("link")(_link.link)
+app.command("memory")(_link.memory)
+app.command("calibrate")(_link.calibrate)
+app.command("presets")(_link.presets)
+app.command("reproduce")(_link.reproduce_cmd)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

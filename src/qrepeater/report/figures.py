@@ -1,0 +1,140 @@
+"""Figures of the paper reproduction (matplotlib, object API, no global pyplot state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from qrepeater.link.heralding import MECHANISMS, ElementaryLink
+from qrepeater.link.sampler import sample_heralds
+from qrepeater.report.rows import ReproductionContext
+
+_LABELS = {
+    "double_excitation": "(1) double excitation",
+    "spam": "(2) ion: SPAM, D5/2 decay",
+    "noise": "(3) noise heralds",
+    "phase": "(4) residual phase",
+    "motion": "(5) motional recoil",
+    "amplitude_imbalance": "node imbalance",
+}
+
+
+def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf``; returns the paths."""
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"{stem}.{ext}"
+        fig.savefig(path, dpi=150 if ext == "png" else None, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def fig_fidelity_rate(ctx: ReproductionContext) -> Figure:
+    """Fidelity of rho± and herald rate against alpha at 10 km (the paper's Fig. 3b)."""
+    km = ctx.preset.operating.fiber_km
+    alphas = np.linspace(0.005, 0.30, 60)
+    links = [ctx.link(alpha=float(a), fiber_km=km) for a in alphas]
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.add_subplot()
+    ax.plot(alphas * 100, [lk.fidelity(1) for lk in links], label="F(rho+)", color="C0")
+    ax.plot(alphas * 100, [lk.fidelity(-1) for lk in links], "--", label="F(rho-)", color="C1")
+    data = ctx.preset.data
+    ax.errorbar(
+        [2.5, 2.5],
+        [data["fidelity_plus"].value, data["fidelity_minus"].value],
+        yerr=[data["fidelity_plus"].uncertainty or 0, data["fidelity_minus"].uncertainty or 0],
+        fmt="s",
+        color="k",
+        ms=4,
+        label="paper (tomography)",
+    )
+    ax.set_xlabel("excitation probability alpha (%)")
+    ax.set_ylabel("fidelity")
+    ax.axhline(0.5, color="0.7", lw=0.8)
+    ax2 = ax.twinx()
+    ax2.plot(alphas * 100, [lk.rate_hz for lk in links], color="C2", label="herald rate")
+    t = ctx.preset.target("herald_rate_hz")
+    ax2.plot(
+        [t.condition("alpha") * 100], [t.value], "o", color="C2", mfc="none", label="paper rate"
+    )
+    ax2.set_ylabel("herald rate (1/s)", color="C2")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center right", fontsize=8)
+    ax.set_title(f"SPEP link, {km:g} km ({ctx.preset.label})", fontsize=10)
+    return fig
+
+
+def fig_error_budget(ctx: ReproductionContext, *, alpha: float = 0.05) -> Figure:
+    """Infidelity by mechanism against fibre length (the paper's Fig. 3c)."""
+    lengths = np.linspace(0.0, 120.0, 49)
+    budgets = {m: [] for m in MECHANISMS}  # type: dict[str, list[float]]
+    total = []
+    for km in lengths:
+        lk: ElementaryLink = ctx.link(alpha=alpha, fiber_km=float(km))
+        b = lk.error_budget()
+        for m in MECHANISMS:
+            budgets[m].append(b[m])
+        total.append(1 - lk.fidelity())
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.add_subplot()
+    order = ["double_excitation", "spam", "noise", "phase", "motion", "amplitude_imbalance"]
+    ax.stackplot(
+        lengths, [budgets[m] for m in order], labels=[_LABELS[m] for m in order], alpha=0.8
+    )
+    ax.plot(lengths, total, "k-", lw=1.5, label="total infidelity")
+    ax.set_xlabel("fibre length L (km)")
+    ax.set_ylabel("infidelity")
+    ax.set_xlim(lengths[0], lengths[-1])
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"Error budget at alpha = {alpha:.0%} ({ctx.preset.label})", fontsize=10)
+    return fig
+
+
+def fig_memory(ctx: ReproductionContext, *, n_pairs: int = 200_000) -> Figure:
+    """Stored fidelity, <XX> and <ZZ> against storage time, with the histogram of intervals
+    between consecutive heralds (the paper's Fig. 3d)."""
+    st = ctx.stored
+    t = np.linspace(0.0, 1.2, 241)
+    c = st.correlators(t)
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.add_subplot()
+    ax.plot(t * 1e3, st.fidelity(t), color="C1", lw=2, label="F(t)")
+    ax.plot(t * 1e3, c["xx"], color="C3", label="<XX>")
+    ax.plot(t * 1e3, -c["zz"], color="C2", label="-<ZZ>")
+    d = ctx.preset.data
+    ax.errorbar(
+        [450],
+        [d["fidelity_at_450ms"].value],
+        yerr=[d["fidelity_at_450ms"].uncertainty or 0],
+        fmt="s",
+        color="k",
+        ms=4,
+        label="paper F(450 ms)",
+    )
+    ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("storage time (ms)")
+    ax.set_ylabel("fidelity / correlator")
+    ax.set_ylim(0, 1)
+    heralds = sample_heralds(st.link, n_pairs=n_pairs, seed=ctx.seed)
+    waits_ms = heralds.attempts * st.link.attempt_period_s * 1e3
+    ax2 = ax.twinx()
+    bins = [float(b) for b in np.arange(0, 1210, 10)]
+    ax2.hist(waits_ms, bins=bins, density=True, color="C0", alpha=0.25, label="herald intervals")
+    ax2.set_ylabel("interval density (1/ms)", color="C0")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper right")
+    ax.set_title(
+        f"Memory under KDD, alpha = {st.link.alpha:.0%}, {st.link.fiber_km:g} km", fontsize=10
+    )
+    return fig
+
+
+FIGURES = {
+    "fig3b_fidelity_rate": fig_fidelity_rate,
+    "fig3c_error_budget": fig_error_budget,
+    "fig3d_memory": fig_memory,
+}
