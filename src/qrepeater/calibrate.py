@@ -194,16 +194,7 @@ def _zz_decay(p: Preset, target: str) -> float:
             - t.value
         )
 
-    # the largest slope that still gives a physical storage channel (Memory validates it)
-    lo_ok, hi_bad = 0.0, 2.0 / p.hardware.memory.coherence_time_s
-    for _ in range(60):
-        mid = 0.5 * (lo_ok + hi_bad)
-        try:
-            p.replace({"memory.zz_decay_per_s": mid})
-            lo_ok = mid
-        except PresetError:
-            hi_bad = mid
-    return _root(f, 0.0, lo_ok, "the <ZZ> decay slope")
+    return _root(f, 0.0, 10.0 / p.hardware.memory.coherence_time_s, "the <ZZ> decay slope")
 
 
 #: parameter -> (target it must be fitted to, solver), in dependency order.

@@ -90,6 +90,20 @@ def delivery_threshold(*, initial_fidelity: float = 1.0) -> float:
     )
 
 
+def _scale_pauli_components(rho: ComplexArray, scale: FloatArray) -> ComplexArray:
+    """Multiply each two-qubit Pauli component ``P_i (x) P_j`` of ``rho`` by ``s_i s_j``."""
+    from qrepeater.quantum.states import PAULIS
+
+    names = "IXYZ"
+    out = np.zeros((4, 4), dtype=np.complex128)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            op = np.kron(PAULIS[a], PAULIS[b])
+            coeff = np.trace(rho @ op) / 4
+            out += scale[i] * scale[j] * coeff * op
+    return out
+
+
 @dataclass(frozen=True)
 class WaitAverages:
     """Expectations of the memory decay factors over the wait for the next herald."""
@@ -122,8 +136,8 @@ class StoredLink:
     def state(self, t_s: float, detector: Detector = 1, *, measured: bool = True) -> ComplexArray:
         """Stored two-ion state after ``t_s`` seconds (through the readout if ``measured``)."""
         t = _check_time("storage time", t_s)
-        lxy = math.sqrt(self.memory.xx_factor(t))
-        lz = math.sqrt(self.memory.zz_factor(t))
+        lxy = float(self.memory.xy_shrink(t))
+        lz = float(self.memory.z_shrink(t))
         rho = apply_each(self.initial_state(detector), pauli_shrink_channel(lxy, lxy, lz), 2)
         ion = self.link.hardware.ion
         if measured and self.link.mechanisms.spam and ion.spam_error > 0:
@@ -137,12 +151,9 @@ class StoredLink:
 
     def correlators(self, t_s: float | npt.ArrayLike) -> dict[str, FloatArray]:
         """Measured correlators after storage time(s) ``t_s`` (vectorised)."""
-        t = np.asarray(t_s, dtype=float)
-        if np.any(t < 0) or not np.all(np.isfinite(t)):
-            raise ParameterError("storage times must be finite and non-negative")
         c = self.initial_correlators
-        xx = np.exp(-t / self.memory.coherence_time_s)
-        zz = np.clip(1.0 - self.memory.zz_decay_per_s * t, 0.0, None)
+        xx = self.memory.xx_factor(t_s)
+        zz = self.memory.zz_factor(t_s)
         return {"xx": c["xx"] * xx, "yy": c["yy"] * xx, "zz": c["zz"] * zz}
 
     def fidelity(self, t_s: float | npt.ArrayLike) -> FloatArray:
@@ -163,7 +174,11 @@ class StoredLink:
 
     # ---- averages over the wait for the next herald --------------------------------------
     def wait_averages(self, window_s: float | None = None) -> WaitAverages:
-        """Exact averages over the geometric wait ``t = k T_cyc`` conditioned on ``t <= W``."""
+        """Exact averages over the geometric wait ``t = k T_cyc`` conditioned on ``t <= W``.
+
+        Closed-form finite geometric sums; when the pulse-error bound shapes ``<XX>``
+        (:attr:`Memory.pulse_limited`) the sums are evaluated term by term instead.
+        """
         w = _check_window(window_s)
         p = self.link.herald_probability
         q = 1.0 - p
@@ -172,6 +187,8 @@ class StoredLink:
         if kmax < 1:
             raise ParameterError(f"window {w} s is shorter than one attempt ({period:.3g} s)")
         log_q = math.log1p(-p)
+        if self.memory.pulse_limited:
+            return self._wait_averages_numeric(p=p, period=period, kmax=kmax)
 
         def qpow(k: float) -> float:
             return 0.0 if math.isinf(k) else math.exp(k * log_q)
@@ -188,6 +205,20 @@ class StoredLink:
         ksum = (1.0 - (n + 1) * qpow(n) + n * qpow(n + 1)) / p if not math.isinf(n) else 1.0 / p
         zz = head - kappa * period * ksum
         return WaitAverages(xx=xx / norm, zz=zz / norm, probability=norm)
+
+    def _wait_averages_numeric(self, *, p: float, period: float, kmax: float) -> WaitAverages:
+        """Term-by-term geometric sums (truncated where the tail is below 1e-16)."""
+        tail = math.ceil(math.log(1e-16) / math.log1p(-p))
+        n = int(min(kmax, tail))
+        k = np.arange(1, n + 1, dtype=np.float64)
+        weights = p * np.exp((k - 1) * math.log1p(-p))
+        norm = float(weights.sum())
+        t = k * period
+        return WaitAverages(
+            xx=float(weights @ self.memory.xx_factor(t)) / norm,
+            zz=float(weights @ self.memory.zz_factor(t)) / norm,
+            probability=norm,
+        )
 
     def average_fidelity(self, window_s: float | None = None) -> float:
         """Average measured fidelity of the stored pair when the next herald arrives."""
@@ -242,10 +273,25 @@ class StoredLink:
         two decay factors, so averaging the factors first is exact.
         """
         a = self.wait_averages(window_s)
-        # the stored state depends on t only through the two factors: evaluate at their means
-        lxy = math.sqrt(a.xx)
-        lz = math.sqrt(max(a.zz, 0.0))
-        stored = apply_each(self.initial_state(1), pauli_shrink_channel(lxy, lxy, lz), 2)
+        base = self._swap_fidelity_at(1.0, 1.0)
+        no_xy = self._swap_fidelity_at(0.0, 1.0)
+        no_z = self._swap_fidelity_at(1.0, 0.0)
+        # affine in the two decay factors of the stored pair (see the docstring)
+        return no_xy + no_z - base + (base - no_xy) * a.xx + (base - no_z) * a.zz
+
+    def _swap_fidelity_at(self, xx_factor: float, zz_factor: float) -> float:
+        """Swapped fidelity for given storage factors of the two-ion correlators.
+
+        The output fidelity depends on the stored pair only through its two-qubit correlators
+        ``<XX>, <YY>, <ZZ>`` (the Pauli-frame-corrected swap maps the correlation matrices
+        ``T_AD = T_AB M T_CD``; local Bloch vectors do not enter ``<psi+|rho_AD|psi+>``), and is
+        linear in them; so it is affine in the factors, and a formal (not necessarily
+        completely positive) Pauli map that scales them is enough to read the coefficients.
+        """
+        rho = self.initial_state(1)
+        lxy, lz = math.sqrt(xx_factor), math.sqrt(zz_factor)
+        scale = np.array([1.0, lxy, lxy, lz])  # I, X, Y, Z components per ion
+        stored = _scale_pauli_components(rho, scale)
         out = entanglement_swap(stored, self.initial_state(1)).average_state
         ion = self.link.hardware.ion
         if self.link.mechanisms.spam and ion.spam_error > 0:
@@ -275,3 +321,72 @@ class StoredLink:
             "deterministic_delivery_fidelity_ideal": delivery_fidelity(link_efficiency=eta),
             "swap_fidelity": self.swap_fidelity(None),
         }
+
+
+@dataclass(frozen=True)
+class SwapRequirement:
+    """Answer of :func:`swap_requirements`: what makes the first swap exceed a fidelity."""
+
+    target_fidelity: float
+    swap_fidelity: float  # at the link's own alpha and memory
+    coherence_time_needed_s: float  # at the link's alpha, <ZZ> slope unchanged
+    best_alpha: float  # alpha maximising the swapped fidelity with today's memory
+    best_swap_fidelity: float
+    coherence_time_needed_at_best_alpha_s: float
+
+
+def _with_memory(link: ElementaryLink, memory: Memory) -> StoredLink:
+    return StoredLink(link, memory=memory)
+
+
+def required_coherence_time(
+    link: ElementaryLink,
+    *,
+    target_fidelity: float = 0.5,
+    memory: Memory | None = None,
+    window_s: float | None = None,
+) -> float:
+    """Coherence time ``tau`` at which the wait-averaged swapped fidelity reaches the target.
+
+    The ``<ZZ>`` slope (pulse errors) is kept, so the coherence stays bounded by the pulse
+    errors (:class:`~qrepeater.hardware.Memory`); returns ``inf`` if even ``tau -> infinity``
+    falls short (then the initial fidelity or the pulse errors are the bottleneck).
+    """
+    import dataclasses
+
+    mem = memory or link.hardware.memory
+
+    def f(log_tau: float) -> float:
+        m = dataclasses.replace(mem, coherence_time_s=math.exp(log_tau))
+        return _with_memory(link, m).swap_fidelity(window_s) - target_fidelity
+
+    lo, hi = math.log(1e-3), math.log(1e4)
+    if f(hi) < 0:
+        return math.inf
+    if f(lo) >= 0:
+        return math.exp(lo)
+    return math.exp(float(brentq(f, lo, hi, xtol=1e-10)))
+
+
+def swap_requirements(link: ElementaryLink, *, target_fidelity: float = 0.5) -> SwapRequirement:
+    """Swapped fidelity today, and the coherence time and alpha that would reach the target."""
+    from scipy.optimize import minimize_scalar
+
+    def neg_swap(alpha: float) -> float:
+        lk = ElementaryLink(link.hardware, alpha=alpha, fiber_km=link.fiber_km)
+        return -StoredLink(lk).swap_fidelity(None)
+
+    res = minimize_scalar(neg_swap, bounds=(1e-3, 0.6), method="bounded",
+                          options={"xatol": 1e-6})
+    best_alpha = float(res.x)
+    best_link = ElementaryLink(link.hardware, alpha=best_alpha, fiber_km=link.fiber_km)
+    return SwapRequirement(
+        target_fidelity=target_fidelity,
+        swap_fidelity=StoredLink(link).swap_fidelity(None),
+        coherence_time_needed_s=required_coherence_time(link, target_fidelity=target_fidelity),
+        best_alpha=best_alpha,
+        best_swap_fidelity=-float(res.fun),
+        coherence_time_needed_at_best_alpha_s=required_coherence_time(
+            best_link, target_fidelity=target_fidelity
+        ),
+    )
