@@ -24,7 +24,14 @@ def run_json(*args: str) -> dict[str, object]:
 
 def test_link_json_contract() -> None:
     out = run_json("link", "--preset", "ustc2025", "--fiber-km", "10", "--alpha", "0.17")
-    for key in ("herald_probability", "attempt_rate_hz", "rate_hz", "mean_wait_s", "snr", "fidelity"):
+    for key in (
+        "herald_probability",
+        "attempt_rate_hz",
+        "rate_hz",
+        "mean_wait_s",
+        "snr",
+        "fidelity",
+    ):
         assert isinstance(out[key], float), key
     assert set(out["correlators"]) == {"xx", "yy", "zz"}  # type: ignore[arg-type]
     assert {"double_excitation", "noise", "phase", "motion", "spam"} <= set(out["error_budget"])  # type: ignore[arg-type]
@@ -33,9 +40,17 @@ def test_link_json_contract() -> None:
 
 def test_memory_json_contract() -> None:
     out = run_json("memory", "--preset", "ustc2025", "--fiber-km", "10", "--alpha", "0.17")
-    for key in ("coherence_time_s", "fidelity_at_mean_wait", "time_above_half_s",
-                "avg_fidelity_window", "avg_fidelity_infinite", "link_efficiency",
-                "delivery_threshold", "deterministic_delivery_fidelity", "swap_fidelity"):
+    for key in (
+        "coherence_time_s",
+        "fidelity_at_mean_wait",
+        "time_above_half_s",
+        "avg_fidelity_window",
+        "avg_fidelity_infinite",
+        "link_efficiency",
+        "delivery_threshold",
+        "deterministic_delivery_fidelity",
+        "swap_fidelity",
+    ):
         assert isinstance(out[key], float), key
 
 
@@ -88,21 +103,25 @@ def test_calibrate_writes_a_loadable_consistent_preset(tmp_path: Path) -> None:
 def test_reproduce_rows_and_figures(tmp_path: Path) -> None:
     out = run_json("reproduce", "--out", str(tmp_path / "rep"))
     rows = out["rows"]
-    assert isinstance(rows, list) and rows
+    assert isinstance(rows, list)
+    assert rows
     for row in rows:
         assert {"name", "paper", "model", "unit", "rel_diff", "kind"} <= set(row)
         assert row["kind"] in {"fit", "prediction", "check"}
     names = {r["name"] for r in rows}
     assert "herald rate, alpha=17%, 10 km" in names
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
-    assert "fig3b_fidelity_rate.png" in pngs and "fig3c_error_budget.png" in pngs
+    assert "fig3b_fidelity_rate.png" in pngs
+    assert "fig3c_error_budget.png" in pngs
     assert (tmp_path / "rep" / "fig3d_memory.pdf").exists()
 
 
 def test_console_script_exit_status() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "qrepeater", "link", "--alpha", "2"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:")

@@ -105,13 +105,19 @@ def test_chsh_at_100_km_is_predicted_within_paper_error(preset: Preset) -> None:
 
 
 def test_rate_falls_with_distance_and_rises_with_alpha(preset: Preset) -> None:
-    rates = [ElementaryLink(preset.hardware, alpha=0.05, fiber_km=L).rate_hz for L in (0, 10, 50, 100)]
+    rates = [
+        ElementaryLink(preset.hardware, alpha=0.05, fiber_km=L).rate_hz for L in (0, 10, 50, 100)
+    ]
     assert np.all(np.diff(rates) < 0)
-    rates = [ElementaryLink(preset.hardware, alpha=a, fiber_km=10).rate_hz for a in (0.01, 0.1, 0.3)]
+    rates = [
+        ElementaryLink(preset.hardware, alpha=a, fiber_km=10).rate_hz for a in (0.01, 0.1, 0.3)
+    ]
     assert np.all(np.diff(rates) > 0)
 
 
-@pytest.mark.parametrize(("alpha", "km"), [(0.0, 10), (1.0, 10), (-0.1, 10), (0.1, -1), (float("nan"), 10)])
+@pytest.mark.parametrize(
+    ("alpha", "km"), [(0.0, 10), (1.0, 10), (-0.1, 10), (0.1, -1), (float("nan"), 10)]
+)
 def test_invalid_link_parameters(preset: Preset, alpha: float, km: float) -> None:
     with pytest.raises(ParameterError):
         ElementaryLink(preset.hardware, alpha=alpha, fiber_km=km)
@@ -126,7 +132,14 @@ def test_invalid_detector_and_mechanism(tomo_link: ElementaryLink) -> None:
 
 def test_summary_has_the_json_contract_keys(rate_link: ElementaryLink) -> None:
     s = rate_link.summary()
-    for key in ("herald_probability", "attempt_rate_hz", "rate_hz", "mean_wait_s", "snr", "fidelity"):
+    for key in (
+        "herald_probability",
+        "attempt_rate_hz",
+        "rate_hz",
+        "mean_wait_s",
+        "snr",
+        "fidelity",
+    ):
         assert isinstance(s[key], float)
     assert set(s["correlators"]) == {"xx", "yy", "zz"}  # type: ignore[arg-type]
     assert {"double_excitation", "noise", "phase", "motion", "spam"} <= set(s["error_budget"])  # type: ignore[arg-type]

@@ -39,7 +39,9 @@ def test_changing_an_assumed_value_recalibrates_to_the_same_targets(preset: Pres
         preset.quantities["conversion.peak_efficiency"].value, rel=1e-3
     )
     t = new.target("herald_rate_hz")
-    link = ElementaryLink(new.hardware, alpha=t.condition("alpha"), fiber_km=t.condition("fiber_km"))
+    link = ElementaryLink(
+        new.hardware, alpha=t.condition("alpha"), fiber_km=t.condition("fiber_km")
+    )
     assert link.rate_hz == pytest.approx(t.value, rel=1e-9)
     assert new.hardware.link_efficiency(10.0) == pytest.approx(0.091, rel=1e-9)
 
@@ -65,8 +67,16 @@ def _text() -> str:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("\npump_mw = {", "\npump_mv = {", "unknown key 'conversion.pump_mv' (did you mean 'pump_mw'?)"),
-        ('kind = "paper", source = "interference', 'kind = "guess", source = "interference', "kind"),
+        (
+            "\npump_mw = {",
+            "\npump_mv = {",
+            "unknown key 'conversion.pump_mv' (did you mean 'pump_mw'?)",
+        ),
+        (
+            'kind = "paper", source = "interference',
+            'kind = "guess", source = "interference',
+            "kind",
+        ),
         ("[phase]", "[phases]", "unknown section [phases]"),
     ],
 )
@@ -79,7 +89,7 @@ def test_misspelt_keys_are_named(old: str, new: str, message: str) -> None:
 
 def test_missing_key_is_named() -> None:
     lines = [ln for ln in _text().splitlines() if not ln.startswith("window_s")]
-    with pytest.raises(PresetError, match="missing key 'detector.window_s'"):
+    with pytest.raises(PresetError, match=re.escape("missing key 'detector.window_s'")):
         parse_preset("\n".join(lines))
 
 
@@ -90,7 +100,7 @@ def test_invalid_value_is_rejected() -> None:
 
 
 def test_unknown_preset_and_missing_file() -> None:
-    with pytest.raises(PresetError, match="unknown preset 'ustc2052'.*did you mean 'ustc2025'"):
+    with pytest.raises(PresetError, match=r"unknown preset 'ustc2052'.*did you mean 'ustc2025'"):
         load_preset("ustc2052")
     with pytest.raises(PresetError, match="not found"):
         load_preset("/nonexistent/lab.toml")
@@ -112,5 +122,5 @@ def test_dataclasses_validate_on_construction() -> None:
 
 
 def test_replace_rejects_unknown_parameter(preset: Preset) -> None:
-    with pytest.raises(PresetError, match="did you mean 'detector.efficiency'"):
+    with pytest.raises(PresetError, match=re.escape("did you mean 'detector.efficiency'")):
         preset.replace({"detector.eficiency": 0.5})

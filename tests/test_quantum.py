@@ -59,8 +59,12 @@ def test_partial_trace_of_bell_state_is_maximally_mixed() -> None:
 
 @pytest.mark.parametrize(
     "kraus",
-    [depolarizing(0.8), amplitude_damping(0.3), pauli_channel(0.1, 0.05, 0.2),
-     pauli_shrink_channel(0.85, 0.85, 0.75)],
+    [
+        depolarizing(0.8),
+        amplitude_damping(0.3),
+        pauli_channel(0.1, 0.05, 0.2),
+        pauli_shrink_channel(0.85, 0.85, 0.75),
+    ],
 )
 def test_channels_are_trace_preserving(kraus: list[np.ndarray]) -> None:
     total = sum(k.conj().T @ k for k in kraus)
@@ -70,8 +74,9 @@ def test_channels_are_trace_preserving(kraus: list[np.ndarray]) -> None:
 
 
 def test_depolarizing_shrinks_every_correlator() -> None:
-    rho = apply_local(apply_local(bell_density("psi+"), depolarizing(0.9), 0, 2),
-                      depolarizing(0.9), 1, 2)
+    rho = apply_local(
+        apply_local(bell_density("psi+"), depolarizing(0.9), 0, 2), depolarizing(0.9), 1, 2
+    )
     assert two_qubit_correlators(rho) == pytest.approx({"xx": 0.81, "yy": 0.81, "zz": -0.81})
 
 
@@ -119,8 +124,9 @@ def test_swap_of_werner_pairs() -> None:
 
 
 def test_swap_frame_correction_for_mixed_bell_targets() -> None:
-    out = entanglement_swap(bell_density("psi+"), bell_density("phi-"), second="phi-",
-                            target="phi+")
+    out = entanglement_swap(
+        bell_density("psi+"), bell_density("phi-"), second="phi-", target="phi+"
+    )
     assert bell_fidelity(out.average_state, "phi+") == pytest.approx(1.0)
     for state in out.states.values():
         assert bell_fidelity(state, "phi+") == pytest.approx(1.0)

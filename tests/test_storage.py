@@ -67,7 +67,9 @@ def test_numeric_and_closed_form_wait_sums_agree(stored: StoredLink) -> None:
 def test_swap_fidelity_is_affine_in_the_decay_factors(stored: StoredLink) -> None:
     for t in (0.0, 0.3, 0.9):
         direct = bell_fidelity(stored.swap_state(t), "psi+")
-        via = stored._swap_fidelity_at(float(stored.memory.xx_factor(t)), float(stored.memory.zz_factor(t)))
+        via = stored._swap_fidelity_at(
+            float(stored.memory.xx_factor(t)), float(stored.memory.zz_factor(t))
+        )
         assert direct == pytest.approx(via, abs=1e-12)
 
 
@@ -77,8 +79,12 @@ def test_swap_with_todays_memory_falls_just_short(stored: StoredLink) -> None:
     req = swap_requirements(stored.link)
     assert 0.55 < req.coherence_time_needed_s < 1.0
     assert req.best_swap_fidelity >= req.swap_fidelity
-    longer = StoredLink(stored.link, memory=dataclasses.replace(
-        stored.memory, coherence_time_s=req.coherence_time_needed_s * 1.01))
+    longer = StoredLink(
+        stored.link,
+        memory=dataclasses.replace(
+            stored.memory, coherence_time_s=req.coherence_time_needed_s * 1.01
+        ),
+    )
     assert longer.swap_fidelity(None) > 0.5
 
 
@@ -117,5 +123,10 @@ def test_invalid_times_and_memory(stored: StoredLink) -> None:
     with pytest.raises(ParameterError):
         stored.state(-1.0)
     with pytest.raises(ParameterError):
-        Memory(coherence_time_s=-1, zz_decay_per_s=0.5, pulse_interval_s=5e-4,
-               transfer_time_s=0, transfer_fidelity=1)
+        Memory(
+            coherence_time_s=-1,
+            zz_decay_per_s=0.5,
+            pulse_interval_s=5e-4,
+            transfer_time_s=0,
+            transfer_fidelity=1,
+        )
