@@ -18,8 +18,14 @@ from qrepeater.errors import ProtocolAbort, QRepeaterError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+def _console(*, stderr: bool) -> Console:
+    probe = Console(stderr=stderr)
+    # wide tables in logs and pipes; the terminal's own width otherwise
+    return Console(stderr=stderr, soft_wrap=True, width=None if probe.is_terminal else 160)
+
+
+stdout = _console(stderr=False)
+stderr = _console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -19,13 +19,15 @@ stage); the authenticated channel used by the pipeline lives beside it and keeps
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from qrepeater.errors import ProtocolAbort
+from qrepeater.diqkd.auth import AuthParams, AuthReport, KeyPool, WegmanCarterMAC
+from qrepeater.errors import AuthenticationError, ParameterError, ProtocolAbort
 
 Party = Literal["alice", "bob"]
 PARTIES: tuple[Party, Party] = ("alice", "bob")
@@ -105,3 +107,200 @@ def unpack_bits(payload: bytes, n_bits: int) -> npt.NDArray[np.uint8]:
     if 8 * len(payload) < n_bits:
         raise ProtocolAbort("channel", "message shorter than its declared bit length")
     return np.unpackbits(np.frombuffer(payload, dtype=np.uint8), count=n_bits)
+
+
+# ------------------------------------------------------------------------------------------------
+# Authenticated channel (Wegman-Carter, see qrepeater.diqkd.auth)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A message as it travels on the wire: the message, its direction counter and its tag.
+
+    The receiver rejects a frame whose ``counter`` is not the next one it expects, and in any case
+    authenticates against its own counter, so rewriting ``counter`` gains an adversary nothing.
+    """
+
+    sender: Party
+    kind: str
+    payload: bytes
+    bits: int
+    counter: int
+    tag: bytes
+
+
+Adversary = Callable[[Frame], Iterable[Frame]]
+"""Test hook: sees every frame sent and returns what is put on the wire instead (nothing to drop
+it, a modified frame to tamper with it, several to replay or to release held-back frames)."""
+
+
+class _Endpoint:
+    """One party's authentication state: a MAC for each direction and an abort flag."""
+
+    def __init__(self, party: Party, pool: KeyPool, params: AuthParams) -> None:
+        self.party = party
+        self.pool = pool
+        w = params.tag_words
+        # Both parties draw in the same order: hash keys a->b, b->a, then the two pad pools.
+        keys_ab = [pool.take(64, purpose="hash key alice->bob") for _ in range(w)]
+        keys_ba = [pool.take(64, purpose="hash key bob->alice") for _ in range(w)]
+        ab_slots, ba_slots = params.pad_slots(pool.remaining_bits + 2 * params.hash_key_bits)
+        pads_ab = pool.split(ab_slots * params.tag_bits, purpose="pads alice->bob")
+        pads_ba = pool.split(ba_slots * params.tag_bits, purpose="pads bob->alice")
+        mac_ab = WegmanCarterMAC(keys_ab, pads_ab, params=params)
+        mac_ba = WegmanCarterMAC(keys_ba, pads_ba, params=params)
+        self.outgoing, self.incoming = (mac_ab, mac_ba) if party == "alice" else (mac_ba, mac_ab)
+        self.hash_key_bits = 2 * params.hash_key_bits
+        self.aborted: str | None = None
+
+
+class AuthenticatedChannel:
+    """Public channel whose every message carries a Wegman-Carter tag (same API as
+    :class:`PublicChannel`).
+
+    Alice's and Bob's :class:`~qrepeater.diqkd.auth.KeyPool` objects must hold the same bits. At
+    construction each party draws ``64 w`` bits of hash key per direction and splits the rest of
+    its pool into Alice->Bob and Bob->Alice pads (``params.alice_share``). ``receive`` raises
+    :class:`~qrepeater.errors.AuthenticationError` on a tampered, reordered, replayed, dropped or
+    injected message and the receiving party then refuses all further traffic (abort). Pad
+    exhaustion raises the same error.
+
+    ``adversary`` (tests) rewrites frames in flight; ``in_flight`` exposes the queues.
+    ``bits_sent`` counts payload bits only, as in :class:`PublicChannel` (tags are one-time padded
+    and carry no information about the key); ``tag_bits_sent`` counts the tags.
+    """
+
+    def __init__(
+        self,
+        alice_pool: KeyPool,
+        bob_pool: KeyPool,
+        *,
+        params: AuthParams | None = None,
+        adversary: Adversary | None = None,
+    ) -> None:
+        if alice_pool is bob_pool:
+            raise ParameterError("Alice and Bob need separate KeyPool objects (use .copy())")
+        self.params = AuthParams() if params is None else params
+        self.adversary = adversary
+        self.log: list[Message] = []
+        self.in_flight: dict[Party, deque[Frame]] = {p: deque() for p in PARTIES}
+        self._endpoints: dict[Party, _Endpoint] = {
+            "alice": _Endpoint("alice", alice_pool, self.params),
+            "bob": _Endpoint("bob", bob_pool, self.params),
+        }
+
+    @classmethod
+    def with_shared_key(
+        cls,
+        n_bits: int,
+        *,
+        params: AuthParams | None = None,
+        rng: np.random.Generator | None = None,
+        adversary: Adversary | None = None,
+    ) -> AuthenticatedChannel:
+        """Channel over a fresh pre-shared key of ``n_bits`` (:mod:`secrets`; ``rng`` in tests)."""
+        alice, bob = KeyPool.shared_pair(n_bits, rng=rng)
+        return cls(alice, bob, params=params, adversary=adversary)
+
+    def __repr__(self) -> str:
+        return (
+            f"AuthenticatedChannel(messages={len(self.log)}, tag_bits={self.params.tag_bits}, "
+            f"eps_auth={self.eps_auth:.3g})"
+        )
+
+    def send(self, sender: Party, kind: str, payload: bytes, *, bits: int | None = None) -> None:
+        if sender not in PARTIES:
+            raise ParameterError(f"unknown party {sender!r}")
+        nbits = 8 * len(payload) if bits is None else int(bits)
+        if nbits < 0 or nbits > 8 * len(payload):
+            raise ValueError(f"bits={nbits} does not fit a payload of {len(payload)} bytes")
+        ep = self._endpoints[sender]
+        if ep.aborted is not None:
+            raise AuthenticationError(f"{sender} has aborted ({ep.aborted}); nothing is sent")
+        payload = bytes(payload)
+        counter, tag = ep.outgoing.tag(sender=sender, kind=kind, bits=nbits, payload=payload)
+        self.log.append(Message(sender=sender, kind=kind, payload=payload, bits=nbits))
+        frame = Frame(sender, kind, payload, nbits, counter, tag)
+        frames = [frame] if self.adversary is None else list(self.adversary(frame))
+        self.in_flight[other(sender)].extend(frames)
+
+    def _fail(self, ep: _Endpoint, reason: str) -> AuthenticationError:
+        ep.aborted = reason
+        return AuthenticationError(reason)
+
+    def receive(self, receiver: Party, kind: str) -> bytes:
+        if receiver not in PARTIES:
+            raise ParameterError(f"unknown party {receiver!r}")
+        ep = self._endpoints[receiver]
+        if ep.aborted is not None:
+            raise AuthenticationError(f"{receiver} has aborted ({ep.aborted})")
+        sender = other(receiver)
+        j = ep.incoming.counter
+        queue = self.in_flight[receiver]
+        if not queue:
+            raise self._fail(ep, f"{receiver} expected message #{j} from {sender}; none arrived")
+        frame = queue.popleft()
+        if frame.sender != sender or not 0 <= frame.bits <= 8 * len(frame.payload):
+            raise self._fail(ep, f"{receiver} received a malformed frame in place of #{j}")
+        if frame.counter != j:
+            raise self._fail(
+                ep,
+                f"{receiver} expected message #{j} from {sender}, got #{frame.counter} "
+                "(replayed, reordered or dropped)",
+            )
+        try:
+            ep.incoming.verify(
+                sender=sender,
+                kind=frame.kind,
+                bits=frame.bits,
+                payload=frame.payload,
+                tag=frame.tag,
+            )
+        except AuthenticationError as exc:
+            raise self._fail(ep, str(exc)) from None
+        except ParameterError as exc:
+            raise self._fail(ep, f"malformed frame #{j}: {exc}") from None
+        if frame.kind != kind:
+            ep.aborted = f"unexpected '{frame.kind}'"
+            raise ProtocolAbort(
+                "channel", f"{receiver} expected a '{kind}' message, got '{frame.kind}'"
+            )
+        return frame.payload
+
+    def bits_sent(self, *, prefix: str | None = None, sender: Party | None = None) -> int:
+        return sum(
+            m.bits
+            for m in self.log
+            if (prefix is None or m.kind.startswith(prefix))
+            and (sender is None or m.sender == sender)
+        )
+
+    def tag_bits_sent(self, *, sender: Party | None = None) -> int:
+        """Tag bits put on the wire by honest senders."""
+        return sum(
+            self._endpoints[p].outgoing.counter * self.params.tag_bits
+            for p in PARTIES
+            if sender is None or p == sender
+        )
+
+    @property
+    def eps_auth(self) -> float:
+        """Bound on the probability that any verification so far accepted a forgery."""
+        checks = sum(ep.incoming.counter for ep in self._endpoints.values())
+        return self.params.eps_auth(checks)
+
+    def report(self, party: Party) -> AuthReport:
+        """Authentication bookkeeping of ``party``'s endpoint."""
+        ep = self._endpoints[party]
+        tb = self.params.tag_bits
+        return AuthReport(
+            party=party,
+            tags_sent=ep.outgoing.counter,
+            tags_verified=ep.incoming.counter,
+            tag_bits=tb,
+            key_bits_consumed=ep.hash_key_bits + tb * (ep.outgoing.counter + ep.incoming.counter),
+            pad_bits_left_send=ep.outgoing.pad_bits_left,
+            pad_bits_left_receive=ep.incoming.pad_bits_left,
+            forge_probability=self.params.forge_probability,
+            eps_auth=self.params.eps_auth(ep.incoming.counter),
+        )
