@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from qrepeater.cli import diqkd as _diqkd
 from qrepeater.cli import link as _link
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app.command("memory")(_link.memory)
 app.command("calibrate")(_link.calibrate)
 app.command("presets")(_link.presets)
 app.command("reproduce")(_link.reproduce_cmd)
+app.add_typer(_diqkd.app, name="diqkd", help="DI-QKD rounds, estimation and key distillation.")
 
 
 def main() -> None:

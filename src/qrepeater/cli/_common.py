@@ -18,6 +18,7 @@ from qrepeater.errors import ProtocolAbort, QRepeaterError
 P = ParamSpec("P")
 R = TypeVar("R")
 
+
 def _console(*, stderr: bool) -> Console:
     probe = Console(stderr=stderr)
     # wide tables in logs and pipes; the terminal's own width otherwise

@@ -17,10 +17,16 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from qrepeater.presets import Preset
+from qrepeater.report.diqkd_report import diqkd_rows, fig_accumulated
 from qrepeater.report.figures import FIGURES, save
-from qrepeater.report.rows import DEFAULT_PROVIDERS, ReproductionContext, Row, RowProvider
+from qrepeater.report.rows import ReproductionContext, Row, RowProvider, link_rows, memory_rows
 
 FigureMaker = Callable[[ReproductionContext], Figure]
+
+#: every row provider of the reproduction, in table order
+PROVIDERS: list[RowProvider] = [link_rows, memory_rows, diqkd_rows]
+#: every figure of the reproduction, by file stem
+FIGURE_MAKERS: dict[str, FigureMaker] = {**FIGURES, "fig4c_accumulated": fig_accumulated}
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,10 @@ def reproduce(
 ) -> Reproduction:
     """Compute the reproduction rows and (if ``out_dir``) write the figures as PNG and PDF."""
     ctx = ReproductionContext(preset=preset, seed=seed)
-    providers = providers if providers is not None else DEFAULT_PROVIDERS
-    figure_makers = (figures if figures is not None else FIGURES) if out_dir is not None else {}
+    providers = providers if providers is not None else PROVIDERS
+    figure_makers = figures if figures is not None else FIGURE_MAKERS
+    if out_dir is None:
+        figure_makers = {}
     total = len(providers) + len(figure_makers)
     done = 0
     rows: list[Row] = []

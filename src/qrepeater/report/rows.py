@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Literal
 
-import numpy as np
-
 from qrepeater.link.heralding import ElementaryLink
 from qrepeater.link.storage import StoredLink, delivery_threshold
 from qrepeater.presets import Preset
@@ -300,21 +298,3 @@ def memory_rows(ctx: ReproductionContext) -> list[Row]:
             note="Humphreys et al. 2018, Eq. 2",
         ),
     ]
-
-
-DEFAULT_PROVIDERS: list[RowProvider] = [link_rows, memory_rows]
-
-
-def collect_rows(ctx: ReproductionContext, providers: list[RowProvider] | None = None) -> list[Row]:
-    """Rows of every provider, in order."""
-    out: list[Row] = []
-    for provider in providers or DEFAULT_PROVIDERS:
-        out.extend(provider(ctx))
-    return out
-
-
-def finite_or_none(x: float | None) -> float | None:
-    """JSON-safe float (None for NaN/inf)."""
-    if x is None:
-        return None
-    return float(x) if np.isfinite(x) else None
