@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from qrepeater.cli import diqkd as _diqkd
+from qrepeater.cli import keys as _keys
 from qrepeater.cli import link as _link
 
 app = typer.Typer(
@@ -19,6 +20,8 @@ app.command("memory")(_link.memory)
 app.command("calibrate")(_link.calibrate)
 app.command("presets")(_link.presets)
 app.command("reproduce")(_link.reproduce_cmd)
+app.command("keyrate")(_keys.keyrate)
+app.command("reconcile")(_keys.reconcile)
 app.add_typer(_diqkd.app, name="diqkd", help="DI-QKD rounds, estimation and key distillation.")
 
 

@@ -1,15 +1,20 @@
-"""`qrepeater diqkd simulate | estimate`: DI-QKD round records and Bell-test estimates."""
+"""`qrepeater diqkd simulate | estimate | distill`: DI-QKD records, estimates and keys."""
 
 from __future__ import annotations
 
+import json as json_module
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import Progress, TextColumn
 
-from qrepeater.cli._common import handle_errors, kv_table, print_json, stderr, stdout
+from qrepeater._io import atomic_write_bytes
+from qrepeater.cli._common import handle_errors, jsonable, kv_table, print_json, stderr, stdout
 from qrepeater.diqkd.estimate import estimate_bell
-from qrepeater.diqkd.records import read_run, write_run
+from qrepeater.diqkd.optimize import evaluate_protocol, optimise_protocol
+from qrepeater.diqkd.pipeline import DistillConfig, distill
+from qrepeater.diqkd.records import read_run, write_key_pair, write_run
 from qrepeater.diqkd.rounds import simulate_from_preset
 from qrepeater.errors import ParameterError
 from qrepeater.presets import DEFAULT_PRESET, load_preset
@@ -88,3 +93,138 @@ def estimate(
 def _short(d: dict[str, Any]) -> dict[str, Any]:
     """Drop the per-cell breakdowns from the human table."""
     return {k: v for k, v in d.items() if k not in ("correlator_std", "counts")}
+
+
+@app.command("distill")
+@handle_errors
+def distill_cmd(
+    alice: Annotated[Path, typer.Option("--alice", help="Alice's record (alice.parquet).")],
+    bob: Annotated[Path, typer.Option("--bob", help="Bob's record (bob.parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the keys and report.json.")],
+    method: Annotated[
+        str, typer.Option("--method", help="Finite-key bound: phase-error or eat.")
+    ] = "phase-error",
+    eps: Annotated[float, typer.Option("--eps", help="Total soundness error.")] = 1e-5,
+    key_format: Annotated[
+        str, typer.Option("--format", help="Key file format: bin or parquet.")
+    ] = "bin",
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Seed the public random choices (tests only; real keys use `secrets`).",
+        ),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Distil identical secret keys from both parties' records.
+
+    Writes alice.key.bin and bob.key.bin (mode 0600) and report.json to OUT. An aborted run
+    writes only report.json and exits with status 3.
+    """
+    if method not in ("phase-error", "eat"):
+        raise ParameterError(f"--method must be phase-error or eat, got {method!r}")
+    if key_format not in ("bin", "parquet"):
+        raise ParameterError(f"--format must be bin or parquet, got {key_format!r}")
+    cfg = DistillConfig(method=method, eps=eps)  # type: ignore[arg-type]
+    run = read_run(alice, bob)
+    with Progress(
+        TextColumn("{task.description}"), console=stderr, transient=True, disable=json
+    ) as bar:
+        task = bar.add_task("distilling", total=None)
+        result = distill(
+            run.alice,
+            run.bob,
+            alice_meta=run.metadata,
+            bob_meta=run.metadata,
+            config=cfg,
+            seed=seed,
+            progress=lambda stage: bar.update(task, description=f"distilling: {stage}"),
+        )
+    report = result.report.to_dict()
+    report_bytes = (json_module.dumps(jsonable(report), indent=2) + "\n").encode()
+    if result.report.aborted:
+        atomic_write_bytes(out / "report.json", report_bytes)
+    else:
+        a_key, b_key = result.require_keys()
+        write_key_pair(
+            out, a_key, b_key, suffix=f".{key_format}", extra={"report.json": report_bytes}
+        )
+    if json:
+        print_json(report)
+    else:
+        stdout.print(kv_table("DI-QKD distillation", _distill_summary(report)))
+    if result.report.aborted:
+        raise typer.Exit(3)
+
+
+def _distill_summary(r: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "aborted",
+        "abort_reason",
+        "abort_message",
+        "method",
+        "rounds",
+        "key_rounds",
+        "test_rounds",
+        "chsh",
+        "chsh_std",
+        "qber",
+        "leak_bits",
+        "ec_efficiency",
+        "secret_bits",
+        "auth_key_bits",
+    )
+    out = {k: r[k] for k in keys if r.get(k) is not None}
+    out["eps_total"] = r["eps"].get("total")
+    return out
+
+
+@app.command("optimise")
+@handle_errors
+def optimise_cmd(
+    preset: Annotated[
+        str, typer.Option("--preset", help="Preset name or path to a .toml file.")
+    ] = DEFAULT_PRESET,
+    fiber_km: Annotated[float, typer.Option("--fiber-km", help="Node-to-node fibre (km).")] = 10.0,
+    hours: Annotated[
+        float | None, typer.Option("--hours", help="Budget of running time (h).")
+    ] = None,
+    heralds: Annotated[
+        int | None, typer.Option("--heralds", help="Budget of heralded pairs.")
+    ] = None,
+    method: Annotated[str, typer.Option("--method", help="phase-error or eat.")] = "phase-error",
+    eps: Annotated[float, typer.Option("--eps", help="Total soundness error.")] = 1e-5,
+    ec_efficiency: Annotated[
+        float, typer.Option("--ec-efficiency", help="Reconciliation efficiency f.")
+    ] = 1.122,
+    json: JsonOpt = False,
+) -> None:
+    """Choose alpha and the setting probabilities that maximise the finite key."""
+    if method not in ("phase-error", "eat"):
+        raise ParameterError(f"--method must be phase-error or eat, got {method!r}")
+    if hours is None and heralds is None:
+        hours = 386.1
+    p = load_preset(preset)
+    op = p.operating
+    kwargs: dict[str, Any] = {
+        "hours": hours,
+        "heralds": heralds,
+        "eps": eps,
+        "ec_efficiency": ec_efficiency,
+        "method": method,
+    }
+    paper = evaluate_protocol(
+        p,
+        fiber_km=fiber_km,
+        alpha=op.alpha_diqkd,
+        p_x0=op.diqkd_prob_x0,
+        p_y2=op.diqkd_prob_y2,
+        **kwargs,
+    )
+    best = optimise_protocol(p, fiber_km=fiber_km, **kwargs)
+    out = {"paper_protocol": paper.to_dict(), "optimised": best.to_dict()}
+    if json:
+        print_json(out)
+    else:
+        stdout.print(kv_table(f"Protocol optimisation ({method}, {fiber_km:g} km)", out))

@@ -386,7 +386,8 @@ def _key_bits(bits: npt.ArrayLike) -> npt.NDArray[np.uint8]:
 
 
 def write_key_bits(path: PathLike, bits: npt.ArrayLike) -> Path:
-    """Write key bits atomically: packed ``.bin`` (header + packbits) or ``.parquet``."""
+    """Write key bits atomically with owner-only permissions (0600): packed ``.bin`` (header +
+    packbits) or ``.parquet``."""
     arr = _key_bits(bits)
     target = Path(path)
     suffix = target.suffix.lower()
@@ -398,8 +399,47 @@ def write_key_bits(path: PathLike, bits: npt.ArrayLike) -> Path:
             tmp.write_bytes(header + np.packbits(arr).tobytes())
         else:
             pq.write_table(pa.Table.from_arrays([pa.array(arr)], schema=_KEY_SCHEMA), tmp)
+        os.chmod(tmp, 0o600)  # key material: owner-only
         os.replace(tmp, target)
     return target
+
+
+def write_key_pair(
+    out_dir: PathLike,
+    alice_key: npt.ArrayLike,
+    bob_key: npt.ArrayLike,
+    *,
+    suffix: str = ".bin",
+    extra: dict[str, bytes] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``alice.key<suffix>`` and ``bob.key<suffix>`` (plus ``extra`` files) as a unit.
+
+    Every file is first written completely under a temporary name with owner-only permissions
+    (0600), then all are renamed into place; if anything fails, nothing new remains.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = {f"alice.key{suffix}": alice_key, f"bob.key{suffix}": bob_key}
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, bits in names.items():
+            fd, tmp_name = tempfile.mkstemp(dir=out, prefix=".key.", suffix=suffix)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            staged.append((tmp, out / name))
+            write_key_bits(tmp, bits)
+        for name, data in (extra or {}).items():
+            fd, tmp_name = tempfile.mkstemp(dir=out, prefix=".extra.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            staged.append((Path(tmp_name), out / name))
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    return out / f"alice.key{suffix}", out / f"bob.key{suffix}"
 
 
 def read_key_bits(path: PathLike) -> npt.NDArray[np.uint8]:

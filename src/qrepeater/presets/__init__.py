@@ -23,7 +23,6 @@ import difflib
 import hashlib
 import json
 import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from qrepeater._io import atomic_write_bytes
 from qrepeater.errors import ParameterError, PresetError
 from qrepeater.hardware import (
     Detector,
@@ -398,17 +398,9 @@ def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET) -> Preset
 
 def write_preset(preset: Preset, path: str | os.PathLike[str]) -> None:
     """Write a preset atomically (temporary file in the same folder, then rename)."""
-    target = Path(path)
     text = preset.to_toml()
     parse_preset(text)  # never write something that would not load back
-    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 __all__ = [
