@@ -3,7 +3,22 @@
 The public API is re-exported here; everything else is internal and may change.
 """
 
+from importlib import metadata as _metadata
+
 from qrepeater.calibrate import CalibrationResult, calibrate
+from qrepeater.diqkd import (
+    DistillConfig,
+    DistillResult,
+    asymptotic_rate,
+    distill,
+    estimate_bell,
+    finite_key,
+    optimise_protocol,
+    read_run,
+    reconcile,
+    simulate_from_preset,
+    write_run,
+)
 from qrepeater.errors import (
     AuthenticationError,
     CalibrationError,
@@ -26,12 +41,17 @@ from qrepeater.link.storage import (
 )
 from qrepeater.presets import Preset, available_presets, load_preset, write_preset
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("qrepeater")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "AuthenticationError",
     "CalibrationError",
     "CalibrationResult",
+    "DistillConfig",
+    "DistillResult",
     "ElementaryLink",
     "HeraldSamples",
     "LinkHardware",
@@ -46,14 +66,23 @@ __all__ = [
     "RecordError",
     "StoredLink",
     "__version__",
+    "asymptotic_rate",
     "available_presets",
     "calibrate",
     "delivery_fidelity",
     "delivery_threshold",
+    "distill",
+    "estimate_bell",
+    "finite_key",
     "load_preset",
+    "optimise_protocol",
+    "read_run",
+    "reconcile",
     "required_coherence_time",
     "sample_attempts",
     "sample_heralds",
+    "simulate_from_preset",
     "swap_requirements",
     "write_preset",
+    "write_run",
 ]

@@ -12,7 +12,7 @@ import typer
 from qrepeater.cli._common import handle_errors, kv_table, print_json, stdout
 from qrepeater.diqkd.channel import PublicChannel
 from qrepeater.diqkd.keyrate import asymptotic_rate, finite_key
-from qrepeater.diqkd.reconcile import reconcile as run_reconcile
+from qrepeater.diqkd.reconciliation import reconcile as run_reconcile
 from qrepeater.diqkd.records import read_key_bits
 from qrepeater.errors import ParameterError, ReconciliationError
 

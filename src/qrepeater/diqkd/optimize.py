@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from qrepeater.diqkd.keyrate import Method, SettingProbabilities, finite_key
+from qrepeater.diqkd.keyrate import Method, finite_key
+from qrepeater.diqkd.rounds import SettingDistribution
 from qrepeater.errors import ParameterError
 from qrepeater.link.heralding import ElementaryLink
 from qrepeater.presets import Preset
@@ -50,14 +51,6 @@ class ProtocolPoint:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
-
-
-def _settings(p_x0: float, p_y2: float) -> SettingProbabilities:
-    p_y = (1.0 - p_y2) / 2
-    p_x1 = 1.0 - p_x0
-    return SettingProbabilities(
-        key=p_x0 * p_y2, test=(p_x0 * p_y, p_x0 * p_y, p_x1 * p_y, p_x1 * p_y), discard=p_x1 * p_y2
-    )
 
 
 def _budget(*, hours: float | None, heralds: int | None) -> None:
@@ -105,7 +98,9 @@ def evaluate_protocol(
             qber=q,
             eps=eps,
             ec_efficiency=ec_efficiency,
-            setting_probabilities=_settings(p_x0, p_y2),
+            setting_probabilities=SettingDistribution.from_fractions(
+                p_x0=p_x0, p_y2=p_y2
+            ).probabilities(),
         )
         bits, asym = res.finite_key_bits, res.asymptotic_rate
     return ProtocolPoint(

@@ -47,6 +47,7 @@ from qrepeater.link.sampler import sample_heralds
 from qrepeater.quantum.bell import DIQKDSettings, optimal_settings, outcome_probabilities
 
 if TYPE_CHECKING:
+    from qrepeater.diqkd.keyrate import SettingProbabilities
     from qrepeater.presets import Preset
 
 __all__ = [
@@ -160,6 +161,17 @@ class SettingDistribution:
             return math.inf
         inv = sum(1.0 / (px * py) for px in self.alice for py in (self.p_y0, self.p_y1))
         return math.sqrt(max(0.0, 1.0 - chsh**2 / 16) * inv / rounds)
+
+    def probabilities(self) -> SettingProbabilities:
+        """Per-round probabilities of the input pairs, as the finite-key bounds take them."""
+        from qrepeater.diqkd.keyrate import SettingProbabilities
+
+        (p_x0, p_x1), (p_y0, p_y1, p_y2) = self.alice, self.bob
+        return SettingProbabilities(
+            key=p_x0 * p_y2,
+            test=(p_x0 * p_y0, p_x0 * p_y1, p_x1 * p_y0, p_x1 * p_y1),
+            discard=p_x1 * p_y2,
+        )
 
     def to_dict(self) -> dict[str, float]:
         """JSON-ready dict ``{p_x0, p_y0, p_y1, p_y2}``."""

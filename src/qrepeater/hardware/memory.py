@@ -91,8 +91,9 @@ class Memory:
         if kappa == 0:
             return False
         t = np.linspace(0.0, 1.0 / kappa, 2001)
-        return bool(np.any(np.exp(-t / (2 * self.coherence_time_s)) > (1 + self.z_shrink(t)) / 2
-                           + 1e-15))
+        return bool(
+            np.any(np.exp(-t / (2 * self.coherence_time_s)) > (1 + self.z_shrink(t)) / 2 + 1e-15)
+        )
 
     def pulses(self, t_s: float) -> int:
         """Number of decoupling pulses applied in ``t`` seconds."""

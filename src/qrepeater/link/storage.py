@@ -376,8 +376,7 @@ def swap_requirements(link: ElementaryLink, *, target_fidelity: float = 0.5) -> 
         lk = ElementaryLink(link.hardware, alpha=alpha, fiber_km=link.fiber_km)
         return -StoredLink(lk).swap_fidelity(None)
 
-    res = minimize_scalar(neg_swap, bounds=(1e-3, 0.6), method="bounded",
-                          options={"xatol": 1e-6})
+    res = minimize_scalar(neg_swap, bounds=(1e-3, 0.6), method="bounded", options={"xatol": 1e-6})
     best_alpha = float(res.x)
     best_link = ElementaryLink(link.hardware, alpha=best_alpha, fiber_km=link.fiber_km)
     return SwapRequirement(

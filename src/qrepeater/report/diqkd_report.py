@@ -45,7 +45,7 @@ def simulate_paper_run(
     return simulate_from_preset(preset, n_rounds=rounds, seed=seed, fiber_km=fiber_km, alpha=alpha)
 
 
-def _paper_run(ctx: ReproductionContext) -> tuple[DIQKDRun, BellEstimate]:
+def paper_run(ctx: ReproductionContext) -> tuple[DIQKDRun, BellEstimate]:
     cached = ctx.extras.get(_CACHE_KEY)
     if isinstance(cached, tuple) and len(cached) == 2 and isinstance(cached[0], DIQKDRun):
         run, est = cached
@@ -65,7 +65,7 @@ def diqkd_rows(ctx: ReproductionContext) -> list[Row]:
     chsh_t, qber_t = p.target("chsh"), p.target("qber")
     km = chsh_t.condition("fiber_km")
     link10 = ctx.link(alpha=op.alpha_diqkd, fiber_km=km)
-    run, est = _paper_run(ctx)
+    run, est = paper_run(ctx)
     n = len(run)
     s_an, q_an = link10.chsh(), link10.qber()
     dist = run.metadata.distribution
@@ -188,7 +188,7 @@ def diqkd_rows(ctx: ReproductionContext) -> list[Row]:
 def fig_accumulated(ctx: ReproductionContext, *, points: int = 200) -> Figure:
     """Accumulated S and QBER with one-sigma bands against rounds and against time, for the
     simulated 10 km run (the paper's Fig. 4c)."""
-    run, est = _paper_run(ctx)
+    run, est = paper_run(ctx)
     chsh_t, qber_t = ctx.preset.target("chsh"), ctx.preset.target("qber")
     fig = Figure(figsize=(10.0, 4.0))
     axes = fig.subplots(1, 2)

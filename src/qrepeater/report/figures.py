@@ -133,7 +133,44 @@ def fig_memory(ctx: ReproductionContext, *, n_pairs: int = 200_000) -> Figure:
     return fig
 
 
+def fig_conversion(ctx: ReproductionContext) -> Figure:
+    """Converter-to-detector efficiency and noise against pump power at 10 km (Fig. 2c shape)."""
+    import dataclasses
+
+    hw = ctx.preset.hardware
+    km = ctx.preset.target("link_efficiency").condition("fiber_km")
+    pumps = np.linspace(1.0, 120.0, 120)
+    eff, noise = [], []
+    for pump in pumps:
+        conv = dataclasses.replace(hw.conversion, pump_mw=float(pump))
+        h = dataclasses.replace(hw, conversion=conv)
+        eff.append(h.link_efficiency(km))
+        noise.append(h.noise_cps(km))
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.add_subplot()
+    ax.plot(pumps, np.array(eff) * 100, color="C0", label="link efficiency")
+    t = ctx.preset.target("link_efficiency")
+    ax.plot(
+        [hw.conversion.pump_mw], [t.value * 100], "o", color="C0", mfc="none", label="paper 9.1%"
+    )
+    ax.set_xlabel("527 nm pump power (mW)")
+    ax.set_ylabel("QFC + filters + fibre + detector efficiency (%)", color="C0")
+    ax2 = ax.twinx()
+    ax2.plot(pumps, noise, color="C3", label="noise per detector")
+    nt = ctx.preset.target("noise_cps")
+    ax2.plot(
+        [hw.conversion.pump_mw], [nt.value], "s", color="C3", mfc="none", label="paper 9.6 cps"
+    )
+    ax2.set_ylabel("noise (counts/s)", color="C3")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper left")
+    ax.set_title(f"Frequency conversion through {km:g} km ({ctx.preset.label})", fontsize=10)
+    return fig
+
+
 FIGURES = {
+    "fig2c_conversion": fig_conversion,
     "fig3b_fidelity_rate": fig_fidelity_rate,
     "fig3c_error_budget": fig_error_budget,
     "fig3d_memory": fig_memory,

@@ -19,12 +19,13 @@ from matplotlib.figure import Figure
 from qrepeater.presets import Preset
 from qrepeater.report.diqkd_report import diqkd_rows, fig_accumulated
 from qrepeater.report.figures import FIGURES, save
+from qrepeater.report.key_report import key_rows
 from qrepeater.report.rows import ReproductionContext, Row, RowProvider, link_rows, memory_rows
 
 FigureMaker = Callable[[ReproductionContext], Figure]
 
 #: every row provider of the reproduction, in table order
-PROVIDERS: list[RowProvider] = [link_rows, memory_rows, diqkd_rows]
+PROVIDERS: list[RowProvider] = [link_rows, memory_rows, diqkd_rows, key_rows]
 #: every figure of the reproduction, by file stem
 FIGURE_MAKERS: dict[str, FigureMaker] = {**FIGURES, "fig4c_accumulated": fig_accumulated}
 

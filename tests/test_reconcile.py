@@ -1,0 +1,249 @@
+"""Tests of LDPC information reconciliation (qrepeater.diqkd.reconciliation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from qrepeater.diqkd.channel import PublicChannel
+from qrepeater.diqkd.reconciliation import (
+    AliceReconciler,
+    BobReconciler,
+    ReconcileConfig,
+    binary_entropy,
+    plan,
+    reconcile,
+)
+from qrepeater.errors import ProtocolAbort, ReconciliationError
+
+KEY_BITS = 14_000
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> ReconcileConfig:
+    cache = tmp_path_factory.mktemp("codes")
+    return ReconcileConfig(block_length=25_000, min_block_length=15_000, cache_dir=str(cache))
+
+
+def bsc_keys(n: int, qber: float, seed: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    flips = np.zeros(n, dtype=np.uint8)
+    flips[rng.choice(n, size=round(qber * n), replace=False)] = 1
+    return x, x ^ flips
+
+
+@pytest.mark.parametrize("qber", [0.02, 0.05, 0.09])
+def test_corrects_keys(qber: float, config: ReconcileConfig) -> None:
+    x, y = bsc_keys(KEY_BITS, qber, seed=round(qber * 1000))
+    channel = PublicChannel()
+    res = reconcile(x, y, qber=qber, channel=channel, seed=1, config=config)
+    assert res.success
+    assert res.frames_failed == 0
+    assert np.array_equal(res.bob_key, x)
+    assert res.observed_qber == pytest.approx(qber, abs=1e-9)
+    assert res.leak_bits == channel.bits_sent(prefix="ec.")
+    assert res.efficiency == pytest.approx(res.leak_bits / (KEY_BITS * binary_entropy(qber)))
+    assert 1.0 < res.efficiency < 1.5
+    assert res.seconds > 0.0
+    np.testing.assert_array_equal(res.require_success(), x)
+
+
+def test_leak_is_what_the_channel_counted(config: ReconcileConfig) -> None:
+    qber = 0.04
+    x, y = bsc_keys(KEY_BITS, qber, seed=5)
+    channel = PublicChannel()
+    channel.send("alice", "pe.sample", b"\x00" * 10)  # earlier traffic is not EC leakage
+    channel.receive("bob", "pe.sample")
+    res = reconcile(x, y, qber=qber, channel=channel, seed=2, config=config)
+    assert res.success
+    ec = [m for m in channel.log if m.kind.startswith("ec.")]
+    assert res.leak_bits == sum(m.bits for m in ec)
+    kinds = {m.kind: m.sender for m in ec}
+    assert kinds["ec.seed"] == "alice"
+    assert kinds["ec.syndrome"] == "alice"
+    assert kinds["ec.feedback"] == "bob"
+    fp, attempts = plan(KEY_BITS, qber=qber, config=config), res.decode_attempts
+    feedback = sum(m.bits for m in ec if m.kind == "ec.feedback")
+    reveals = sum(m.bits for m in ec if m.kind == "ec.reveal")
+    assert feedback == attempts  # one bit per frame and attempt
+    assert reveals == res.revealed_bits == (attempts - 1) * fp.reveal
+    syndrome = sum(m.bits for m in ec if m.kind == "ec.syndrome")
+    # one syndrome bit less per punctured symbol
+    assert syndrome < round((1 - fp.rate) * fp.block_length)
+    assert res.leak_bits == config.seed_bits + syndrome + feedback + reveals
+
+
+def test_several_frames_and_partial_last_frame(config: ReconcileConfig) -> None:
+    qber, n = 0.03, 30_001
+    fp = plan(n, qber=qber, config=config)
+    assert fp.frames >= 2
+    assert sum(fp.key_bits) == n
+    assert max(fp.key_bits) - min(fp.key_bits) <= 1
+    assert fp.block_length <= config.family.admissible_length(fp.rate, config.block_length)
+    x, y = bsc_keys(n, qber, seed=9)
+    res = reconcile(x, y, qber=qber, channel=PublicChannel(), seed=3, config=config)
+    assert res.success
+    assert res.frames == fp.frames
+    assert np.array_equal(res.bob_key, x)
+
+
+def test_failure_is_detected_not_silent(config: ReconcileConfig) -> None:
+    x, y = bsc_keys(KEY_BITS, 0.11, seed=4)  # true QBER far above the estimate
+    cfg = ReconcileConfig(
+        block_length=config.block_length,
+        min_block_length=config.min_block_length,
+        max_reveals=2,
+        cache_dir=config.cache_dir,
+    )
+    channel = PublicChannel()
+    res = reconcile(x, y, qber=0.02, channel=channel, seed=4, config=cfg)
+    assert not res.success
+    assert res.frames_failed == res.frames == 1
+    assert res.failed_frames == (0,)
+    assert res.decode_attempts == 3
+    assert res.leak_bits == channel.bits_sent(prefix="ec.")
+    with pytest.raises(ProtocolAbort) as info:
+        res.require_success()
+    assert info.value.reason == "reconciliation"
+
+
+def test_one_shot_rate_adaptive(config: ReconcileConfig) -> None:
+    qber = 0.05
+    cfg = ReconcileConfig(
+        block_length=config.block_length,
+        min_block_length=config.min_block_length,
+        target_efficiency=1.3,
+        max_reveals=0,
+        cache_dir=config.cache_dir,
+    )
+    x, y = bsc_keys(KEY_BITS, qber, seed=6)
+    channel = PublicChannel()
+    res = reconcile(x, y, qber=qber, channel=channel, seed=5, config=cfg)
+    assert res.success
+    assert res.rounds == 1
+    assert res.revealed_bits == 0
+    assert res.efficiency == pytest.approx(1.3, abs=0.03)
+
+
+def test_deterministic(config: ReconcileConfig) -> None:
+    x, y = bsc_keys(KEY_BITS, 0.03, seed=8)
+    a = reconcile(x, y, qber=0.03, channel=PublicChannel(), seed=11, config=config)
+    b = reconcile(x, y, qber=0.03, channel=PublicChannel(), seed=11, config=config)
+    assert a.leak_bits == b.leak_bits
+    assert a.decode_attempts == b.decode_attempts
+    assert np.array_equal(a.bob_key, b.bob_key)
+
+
+def test_parties_only_talk_through_the_channel(config: ReconcileConfig) -> None:
+    qber = 0.03
+    x, y = bsc_keys(KEY_BITS, qber, seed=12)
+    channel = PublicChannel()
+    alice = AliceReconciler(
+        x, qber=qber, channel=channel, config=config, rng=np.random.default_rng(1)
+    )
+    bob = BobReconciler(y, qber=qber, channel=channel, config=config)
+    assert not hasattr(bob, "_x")
+    assert not hasattr(alice, "_y")
+    alice.send_syndromes()
+    bob.receive_syndromes()
+    while True:
+        bob.decode_round()
+        more = alice.handle_feedback()
+        assert bob.receive_reveals() == more
+        if not more:
+            break
+    assert not bob.failed
+    assert not alice.failed
+    assert np.array_equal(bob.corrected, x)
+
+
+def test_plan_is_consistent() -> None:
+    for qber in (0.01, 0.036, 0.1):
+        fp = plan(100_000, qber=qber, config=ReconcileConfig())
+        assert fp.frames == 1
+        assert fp.punctured > 0
+        assert fp.shortened(0) >= 0
+        assert fp.block_length == fp.key_bits[0] + fp.punctured + fp.shortened(0)
+        h = binary_entropy(qber)
+        first = ((1 - fp.rate) * fp.block_length - fp.punctured) / (fp.key_bits[0] * h)
+        assert first == pytest.approx(ReconcileConfig().target_efficiency, abs=0.01)
+    assert (
+        plan(100_000, qber=0.01, config=ReconcileConfig()).rate
+        > plan(100_000, qber=0.1, config=ReconcileConfig()).rate
+    )
+
+
+def test_short_key_is_padded_with_shortened_symbols(config: ReconcileConfig) -> None:
+    fp = plan(3_000, qber=0.05, config=config)
+    assert fp.block_length >= config.min_block_length
+    assert fp.shortened(0) > fp.block_length // 2
+    x, y = bsc_keys(3_000, 0.05, seed=13)
+    res = reconcile(x, y, qber=0.05, channel=PublicChannel(), seed=1, config=config)
+    assert res.success
+    assert np.array_equal(res.bob_key, x)
+
+
+@pytest.mark.parametrize(
+    ("alice", "bob", "qber"),
+    [
+        (np.zeros(100, np.uint8), np.zeros(99, np.uint8), 0.05),  # lengths differ
+        (np.full(100, 2, np.uint8), np.zeros(100, np.uint8), 0.05),  # not 0/1
+        (np.zeros(100), np.zeros(100), 0.05),  # floats
+        (np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8), 0.05),  # 2-D
+        (np.zeros(0, np.uint8), np.zeros(0, np.uint8), 0.05),  # empty
+        (np.zeros(100, np.uint8), np.zeros(100, np.uint8), 0.0),
+        (np.zeros(100, np.uint8), np.zeros(100, np.uint8), 0.5),
+        (np.zeros(100, np.uint8), np.zeros(100, np.uint8), -0.1),
+        (np.zeros(100, np.uint8), np.zeros(100, np.uint8), float("nan")),
+    ],
+)
+def test_bad_inputs(
+    alice: npt.NDArray[np.generic],
+    bob: npt.NDArray[np.generic],
+    qber: float,
+    config: ReconcileConfig,
+) -> None:
+    with pytest.raises(ReconciliationError):
+        reconcile(alice, bob, qber=qber, channel=PublicChannel(), seed=0, config=config)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"block_length": 10_000, "min_block_length": 20_000},
+        {"min_block_length": 10},
+        {"target_efficiency": 0.4},
+        {"reveal_step": 0.0},
+        {"max_reveals": -1},
+        {"bp_max_iter": 0},
+        {"puncture_range": -0.1},
+        {"seed_bits": 1000},
+    ],
+)
+def test_bad_config(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ReconciliationError):
+        ReconcileConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_impossible_block_length(tmp_path: Path) -> None:
+    cfg = ReconcileConfig(block_length=2_000, min_block_length=600, cache_dir=str(tmp_path))
+    x, y = bsc_keys(1_500, 0.03, seed=1)
+    with pytest.raises(ReconciliationError):
+        reconcile(x, y, qber=0.03, channel=PublicChannel(), seed=0, config=cfg)
+
+
+@pytest.mark.slow
+def test_paper_operating_point(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Q = 3.6% on the experiment's 105,976-bit sifted key (paper: f = 1.122)."""
+    monkeypatch.setenv("QREPEATER_CACHE", str(tmp_path))
+    qber = 0.036
+    x, y = bsc_keys(105_976, qber, seed=2025)
+    channel = PublicChannel()
+    res = reconcile(x, y, qber=qber, channel=channel, seed=7)
+    assert res.success
+    assert np.array_equal(res.bob_key, x)
+    assert res.efficiency < 1.122
