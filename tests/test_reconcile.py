@@ -91,6 +91,23 @@ def test_several_frames_and_partial_last_frame(config: ReconcileConfig) -> None:
     assert np.array_equal(res.bob_key, x)
 
 
+def test_parallel_workers_give_the_same_result(config: ReconcileConfig) -> None:
+    """Frames decoded in two worker processes: same corrected key, leakage and attempts."""
+    import dataclasses
+
+    qber, n = 0.03, 30_001
+    x, y = bsc_keys(n, qber, seed=9)
+    serial = reconcile(x, y, qber=qber, channel=PublicChannel(), seed=3, config=config)
+    par_cfg = dataclasses.replace(config, workers=2)
+    parallel = reconcile(x, y, qber=qber, channel=PublicChannel(), seed=3, config=par_cfg)
+    assert parallel.success
+    assert np.array_equal(parallel.bob_key, serial.bob_key)
+    assert parallel.leak_bits == serial.leak_bits
+    assert parallel.decode_attempts == serial.decode_attempts
+    with pytest.raises(ReconciliationError):
+        dataclasses.replace(config, workers=0)
+
+
 def test_failure_is_detected_not_silent(config: ReconcileConfig) -> None:
     x, y = bsc_keys(KEY_BITS, 0.11, seed=4)  # true QBER far above the estimate
     cfg = ReconcileConfig(

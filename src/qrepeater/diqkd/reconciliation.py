@@ -42,7 +42,9 @@ verification (hash) stage of the pipeline is for.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -109,6 +111,8 @@ class ReconcileConfig:
       rounds, so frames are decoded up to :attr:`max_efficiency` or fail
       (``max_reveals=0`` is the one-shot rate-adaptive protocol).
     * ``bp_max_iter``: belief-propagation iterations per attempt.
+    * ``workers``: processes that decode frames in parallel (1: in this process). Frames are
+      independent, so with several frames and cores the decoding wall time divides.
     * ``seed_bits``: length of the public seed Alice sends (shortened symbols, reveal order).
     """
 
@@ -119,6 +123,7 @@ class ReconcileConfig:
     reveal_step: float = 0.02
     max_reveals: int = 12
     bp_max_iter: int = 100
+    workers: int = 1
     seed_bits: int = 64
     family: CodeFamily = field(default_factory=CodeFamily)
     cache_dir: str | None = None
@@ -138,6 +143,8 @@ class ReconcileConfig:
             raise ReconciliationError(f"reveal_step {self.reveal_step} not in (0, 1]")
         if not 0 <= self.max_reveals <= 1000:
             raise ReconciliationError(f"max_reveals {self.max_reveals} not in [0, 1000]")
+        if not 1 <= self.workers <= 64:
+            raise ReconciliationError(f"workers must be in [1, 64], got {self.workers}")
         if self.bp_max_iter < 1:
             raise ReconciliationError("bp_max_iter must be >= 1")
         if not 0 <= self.seed_bits <= 256:
@@ -421,6 +428,29 @@ class AliceReconciler:
         return bool(retry)
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(H: Any, max_iter: int) -> None:
+    """Build one belief-propagation decoder per worker process."""
+    _WORKER["decoder"] = BpDecoder(
+        H,
+        error_rate=0.1,
+        max_iter=max_iter,
+        bp_method="product_sum",
+        schedule="parallel",
+        input_vector_type="syndrome",
+    )
+
+
+def _decode_in_worker(problem: tuple[U8, npt.NDArray[np.float64]]) -> U8 | None:
+    target, probs = problem
+    dec = _WORKER["decoder"]
+    dec.update_channel_probs(probs)
+    err = np.asarray(dec.decode(target), dtype=np.uint8)
+    return err if bool(dec.converge) else None
+
+
 class BobReconciler:
     """Bob's side: holds only his key ``y``; decodes and sends one feedback bit per frame."""
 
@@ -494,21 +524,40 @@ class BobReconciler:
             )
         return self._decoder
 
+    def _decode_all(self, problems: list[tuple[U8, npt.NDArray[np.float64]]]) -> list[U8 | None]:
+        """Decode (target syndrome, channel probabilities) problems; None where BP failed."""
+        workers = min(self.config.workers, len(problems))
+        if workers <= 1:
+            dec = self._bp()
+            out: list[U8 | None] = []
+            for target, probs in problems:
+                dec.update_channel_probs(probs)
+                err = np.asarray(dec.decode(target), dtype=np.uint8)
+                out.append(err if bool(dec.converge) else None)
+            return out
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(self.code.H, self.config.bp_max_iter),
+        ) as pool:
+            return list(pool.map(_decode_in_worker, problems))
+
     def decode_round(self) -> None:
         """Decode all pending frames, then send the success bitmap to Alice."""
         self.rounds += 1
-        dec = self._bp()
         ok: list[bool] = []
         t0 = time.perf_counter()
-        for f in self.pending:
+        targets = {f: self._syn[f] ^ self.code.syndrome(self._yt[f]) for f in self.pending}
+        results = self._decode_all([(targets[f], self._probs[f]) for f in self.pending])
+        for f, err in zip(self.pending, results, strict=True):
             lay = self._layouts[f]
-            target = self._syn[f] ^ self.code.syndrome(self._yt[f])
-            dec.update_channel_probs(self._probs[f])
-            err = np.asarray(dec.decode(target), dtype=np.uint8)
+            target = targets[f]
             self.attempts += 1
-            good = bool(dec.converge) and np.array_equal(self.code.syndrome(err), target)
+            good = err is not None and np.array_equal(self.code.syndrome(err), target)
             ok.append(good)
-            if good:
+            if good and err is not None:
                 size = self.plan.key_bits[f]
                 start = self._offsets[f]
                 # Revealed key bits already hold Alice's values in yt (and err is 0 there).
