@@ -117,25 +117,39 @@ def _diqkd_link(p: Preset, fiber_km: float) -> ElementaryLink:
     return _link(p, alpha=p.operating.alpha_diqkd, fiber_km=fiber_km)
 
 
-def _spam(p: Preset, target: str) -> float:
+def _fit_diqkd(
+    p: Preset, target: str, *, key: str, observable: str, bracket: tuple[float, float], what: str
+) -> float:
+    """Solve ``key`` so the DI-QKD link's ``observable`` (``chsh`` or ``qber``) hits the target."""
     t = p.target(target)
     km = t.condition("fiber_km")
-    return _root(
-        lambda e: _diqkd_link(p.replace({"ion.spam_error": e}), km).qber() - t.value,
-        0.0,
-        0.25,
-        "the SPAM error",
+
+    def f(v: float) -> float:
+        link = _diqkd_link(p.replace({key: v}), km)
+        return float(getattr(link, observable)()) - t.value
+
+    return _root(f, *bracket, what)
+
+
+def _spam(p: Preset, target: str) -> float:
+    return _fit_diqkd(
+        p,
+        target,
+        key="ion.spam_error",
+        observable="qber",
+        bracket=(0.0, 0.25),
+        what="the SPAM error",
     )
 
 
 def _residual_coherence(p: Preset, target: str) -> float:
-    t = p.target(target)
-    km = t.condition("fiber_km")
-    return _root(
-        lambda v: _diqkd_link(p.replace({"ion.residual_coherence": v}), km).chsh() - t.value,
-        0.0,
-        1.0,
-        "the residual coherence",
+    return _fit_diqkd(
+        p,
+        target,
+        key="ion.residual_coherence",
+        observable="chsh",
+        bracket=(0.0, 1.0),
+        what="the residual coherence",
     )
 
 

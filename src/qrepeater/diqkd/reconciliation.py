@@ -54,6 +54,7 @@ from ldpc.bp_decoder import BpDecoder
 
 from qrepeater.diqkd.channel import Channel, pack_bits, unpack_bits
 from qrepeater.diqkd.codes import CodeFamily, LdpcCode
+from qrepeater.diqkd.keyrate import binary_entropy
 from qrepeater.errors import ProtocolAbort, ReconciliationError
 
 __all__ = [
@@ -85,13 +86,6 @@ _PUNCTURE_COST: Final = 3.0
 #: their 4-cycle-free construction fails at that length (measured: <= 0.26 builds, >= 0.33
 #: fails), and trying costs seconds.
 _MAX_PAIR_LOAD: Final = 0.28
-
-
-def binary_entropy(q: float) -> float:
-    """``h(q) = -q log2 q - (1-q) log2 (1-q)``."""
-    if q <= 0.0 or q >= 1.0:
-        return 0.0
-    return float(-q * math.log2(q) - (1.0 - q) * math.log2(1.0 - q))
 
 
 @dataclass(frozen=True)
@@ -431,9 +425,9 @@ class AliceReconciler:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(H: Any, max_iter: int) -> None:
-    """Build one belief-propagation decoder per worker process."""
-    _WORKER["decoder"] = BpDecoder(
+def _make_decoder(H: Any, max_iter: int) -> Any:
+    """Product-sum belief propagation (``ldpc``), flooding schedule, syndrome input."""
+    return BpDecoder(
         H,
         error_rate=0.1,
         max_iter=max_iter,
@@ -443,12 +437,21 @@ def _init_worker(H: Any, max_iter: int) -> None:
     )
 
 
-def _decode_in_worker(problem: tuple[U8, npt.NDArray[np.float64]]) -> U8 | None:
+def _decode(dec: Any, problem: tuple[U8, npt.NDArray[np.float64]]) -> U8 | None:
+    """Decode one frame's error pattern; None if belief propagation did not converge."""
     target, probs = problem
-    dec = _WORKER["decoder"]
     dec.update_channel_probs(probs)
     err = np.asarray(dec.decode(target), dtype=np.uint8)
     return err if bool(dec.converge) else None
+
+
+def _init_worker(H: Any, max_iter: int) -> None:
+    """Build one decoder per worker process."""
+    _WORKER["decoder"] = _make_decoder(H, max_iter)
+
+
+def _decode_in_worker(problem: tuple[U8, npt.NDArray[np.float64]]) -> U8 | None:
+    return _decode(_WORKER["decoder"], problem)
 
 
 class BobReconciler:
@@ -514,14 +517,7 @@ class BobReconciler:
 
     def _bp(self) -> Any:
         if self._decoder is None:
-            self._decoder = BpDecoder(
-                self.code.H,
-                error_rate=0.1,
-                max_iter=self.config.bp_max_iter,
-                bp_method="product_sum",
-                schedule="parallel",
-                input_vector_type="syndrome",
-            )
+            self._decoder = _make_decoder(self.code.H, self.config.bp_max_iter)
         return self._decoder
 
     def _decode_all(self, problems: list[tuple[U8, npt.NDArray[np.float64]]]) -> list[U8 | None]:
@@ -529,12 +525,7 @@ class BobReconciler:
         workers = min(self.config.workers, len(problems))
         if workers <= 1:
             dec = self._bp()
-            out: list[U8 | None] = []
-            for target, probs in problems:
-                dec.update_channel_probs(probs)
-                err = np.asarray(dec.decode(target), dtype=np.uint8)
-                out.append(err if bool(dec.converge) else None)
-            return out
+            return [_decode(dec, problem) for problem in problems]
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
             max_workers=workers,
