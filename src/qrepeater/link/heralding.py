@@ -230,11 +230,14 @@ class ElementaryLink:
             v *= self.hardware.ion.residual_coherence
         return v
 
-    def state(self, detector: Detector = 1) -> ComplexArray:
-        """Two-ion density matrix when the node learns of a herald on ``detector`` (+1 or -1).
+    def process_states(self, detector: Detector = 1) -> dict[str, tuple[float, ComplexArray]]:
+        """``{process: (weight, state)}`` of the three herald processes on ``detector``.
 
-        Basis ``|up>=|0>``, ``|down>=|1>``; ordering (Alice, Bob). Includes the D5/2 decay during
-        the herald's return trip when the ``spam`` mechanism is on; no readout error.
+        ``single``: ``sqrt(eta_A)|down,up> ± sqrt(eta_B)|up,down>`` with its coherence reduced by
+        phase noise and motion; ``double``: ``|down,down>``; ``noise``: ``rho_A (x) rho_B``. The
+        weights are per-attempt probabilities for this detector; the D5/2 decay during the
+        herald's return trip is applied to each state when the ``spam`` mechanism is on. The
+        sampler's process labels (:data:`qrepeater.link.sampler.KIND_NAMES`) index this dict.
         """
         if detector not in (1, -1):
             raise ParameterError(f"detector must be +1 or -1, got {detector}")
@@ -249,16 +252,30 @@ class ElementaryLink:
         psi[1, 1] = pb / (pa + pb)
         off = detector * math.sqrt(pa * pb) / (pa + pb) * self._coherence()
         psi[2, 1] = psi[1, 2] = off
-        rho = w_s * psi + w_d * _basis_projector(3)
-        if w_n > 0:
-            ra = np.diag([1 - a, a * (1 - ea)]).astype(np.complex128) / (1 - a * ea)
-            rb = np.diag([1 - a, a * (1 - eb)]).astype(np.complex128) / (1 - a * eb)
-            rho = rho + w_n * np.kron(ra, rb)
-        rho = rho / (w_s + w_d + w_n)
+        ra = np.diag([1 - a, a * (1 - ea)]).astype(np.complex128) / (1 - a * ea)
+        rb = np.diag([1 - a, a * (1 - eb)]).astype(np.complex128) / (1 - a * eb)
+        states: dict[str, ComplexArray] = {
+            "single": psi,
+            "double": _basis_projector(3),
+            "noise": np.asarray(np.kron(ra, rb), dtype=np.complex128),
+        }
         if m.spam:
             t = self.hardware.fiber.delay_s(self.fiber_km)
-            rho = apply_each(rho, amplitude_damping(self.hardware.ion.d52_decay_probability(t)), 2)
-        return rho
+            decay = amplitude_damping(self.hardware.ion.d52_decay_probability(t))
+            states = {k: apply_each(v, decay, 2) for k, v in states.items()}
+        weights = {"single": w_s, "double": w_d, "noise": w_n}
+        return {k: (weights[k], states[k]) for k in states}
+
+    def state(self, detector: Detector = 1) -> ComplexArray:
+        """Two-ion density matrix when the node learns of a herald on ``detector`` (+1 or -1):
+        the weighted mixture of :meth:`process_states`.
+
+        Basis ``|up>=|0>``, ``|down>=|1>``; ordering (Alice, Bob). Includes the D5/2 decay during
+        the herald's return trip when the ``spam`` mechanism is on; no readout error.
+        """
+        parts = self.process_states(detector)
+        total = sum(w for w, _ in parts.values())
+        return np.asarray(sum(w * rho for w, rho in parts.values()) / total, dtype=np.complex128)
 
     def measured_state(self, detector: Detector = 1) -> ComplexArray:
         """:meth:`state` as seen through readout with SPAM error (what tomography reports)."""
