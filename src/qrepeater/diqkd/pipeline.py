@@ -382,7 +382,12 @@ def distill(
             eps_auth = channel.eps_auth
         fk: FiniteKeyResult | None = state.get("fk")
         eps = fk.eps.to_dict() if fk is not None else {"soundness": cfg.eps}
-        eps = {**eps, "authentication": eps_auth, "total": eps.get("soundness", cfg.eps) + eps_auth}
+        eps = {
+            **eps,
+            "verification_collision_bound": state.get("verification_collision_bound"),
+            "authentication": eps_auth,
+            "total": eps.get("soundness", cfg.eps) + eps_auth,
+        }
         base = {
             "aborted": False,
             "abort_reason": None,
@@ -509,9 +514,10 @@ def distill(
         done = stage("verification")
         eps_ec = fk0.eps.correctness
         vparams = VerificationParams(eps_ec=eps_ec)
-        verify_send(channel, ka, params=vparams, rng=_rng(seed, 3))
+        verified = verify_send(channel, ka, params=vparams, rng=_rng(seed, 3))
         verify_check(channel, bob_corrected, params=vparams)
         verify_confirm(channel)
+        state["verification_collision_bound"] = verified.collision_bound
         done()
 
         done = stage("key_length")
@@ -528,6 +534,14 @@ def distill(
         state["ec_efficiency"] = rec.leak_bits / (ka.size * h) if h > 0 else None
         fk = bound(qber, leak)
         state["fk"] = fk
+        if verified.collision_bound > fk.eps.correctness:
+            # the final bound re-optimises its epsilon split: the hash actually used must still
+            # be at least as strong as the correctness error that split assumes
+            raise ProtocolAbort(
+                "verification",
+                f"verification collision bound {verified.collision_bound:.2g} exceeds the "
+                f"bound's eps_EC {fk.eps.correctness:.2g}",
+            )
         length = min(fk.finite_key_bits, int(ka.size))
         done()
         if length <= 0:
