@@ -1,4 +1,4 @@
-"""qrepeater: calibrated trapped-ion network links, memories, repeaters and DI-QKD.
+"""qrepeater: calibrated trapped-ion network links, memories and DI-QKD.
 
 The public API is re-exported here; everything else is internal and may change.
 """

@@ -10,7 +10,7 @@ from qrepeater.cli import link as _link
 
 app = typer.Typer(
     name="qrepeater",
-    help="Calibrated trapped-ion network links, memories, repeaters and DI-QKD.",
+    help="Calibrated trapped-ion network links, memories and DI-QKD.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

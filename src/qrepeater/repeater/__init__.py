@@ -1,1 +1,0 @@
-"""repeater layer of qrepeater."""

@@ -1,1 +1,0 @@
-"""sweep layer of qrepeater."""
