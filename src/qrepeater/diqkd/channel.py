@@ -88,12 +88,18 @@ class PublicChannel:
         return msg.payload
 
     def bits_sent(self, *, prefix: str | None = None, sender: Party | None = None) -> int:
-        return sum(
-            m.bits
-            for m in self.log
-            if (prefix is None or m.kind.startswith(prefix))
-            and (sender is None or m.sender == sender)
-        )
+        return count_bits(self.log, prefix=prefix, sender=sender)
+
+
+def count_bits(
+    log: list[Message], *, prefix: str | None = None, sender: Party | None = None
+) -> int:
+    """Counted bits of the logged messages, optionally filtered by kind prefix and sender."""
+    return sum(
+        m.bits
+        for m in log
+        if (prefix is None or m.kind.startswith(prefix)) and (sender is None or m.sender == sender)
+    )
 
 
 def pack_bits(bits: npt.ArrayLike) -> tuple[bytes, int]:
@@ -268,12 +274,7 @@ class AuthenticatedChannel:
         return frame.payload
 
     def bits_sent(self, *, prefix: str | None = None, sender: Party | None = None) -> int:
-        return sum(
-            m.bits
-            for m in self.log
-            if (prefix is None or m.kind.startswith(prefix))
-            and (sender is None or m.sender == sender)
-        )
+        return count_bits(self.log, prefix=prefix, sender=sender)
 
     def tag_bits_sent(self, *, sender: Party | None = None) -> int:
         """Tag bits put on the wire by honest senders."""
