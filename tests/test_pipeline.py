@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from qrepeater.cli import app
 from qrepeater.diqkd.channel import AuthenticatedChannel, Frame
@@ -225,25 +225,15 @@ def test_config_validation() -> None:
 runner = CliRunner()
 
 
+def _distill_cli(alice: Path, bob: Path, out: Path, *, seed: int) -> Result:
+    args = ["diqkd", "distill", "--alice", str(alice), "--bob", str(bob), "--out", str(out)]
+    return runner.invoke(app, [*args, "--seed", str(seed), "--json"])
+
+
 def test_cli_distill_writes_private_identical_keys(good_run: DIQKDRun, tmp_path: Path) -> None:
     a_path, b_path = write_run(tmp_path / "rec", good_run)
     out = tmp_path / "keys"
-    result = runner.invoke(
-        app,
-        [
-            "diqkd",
-            "distill",
-            "--alice",
-            str(a_path),
-            "--bob",
-            str(b_path),
-            "--out",
-            str(out),
-            "--seed",
-            "5",
-            "--json",
-        ],
-    )
+    result = _distill_cli(a_path, b_path, out, seed=5)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     for key in ("secret_bits", "ec_efficiency", "leak_bits", "chsh", "qber", "aborted"):
@@ -259,22 +249,7 @@ def test_cli_distill_writes_private_identical_keys(good_run: DIQKDRun, tmp_path:
 def test_cli_distill_abort_writes_report_only(tmp_path: Path) -> None:
     a_path, b_path = write_run(tmp_path / "rec", _small_run())
     out = tmp_path / "keys"
-    result = runner.invoke(
-        app,
-        [
-            "diqkd",
-            "distill",
-            "--alice",
-            str(a_path),
-            "--bob",
-            str(b_path),
-            "--out",
-            str(out),
-            "--seed",
-            "1",
-            "--json",
-        ],
-    )
+    result = _distill_cli(a_path, b_path, out, seed=1)
     assert result.exit_code == 3
     assert json.loads(result.stdout)["aborted"] is True
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]
