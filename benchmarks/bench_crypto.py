@@ -33,14 +33,14 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import scipy.fft  # noqa: E402
 
-from qrepeater.diqkd.amplify import (  # noqa: E402
+from qrepeater.qkdpp.amplify import (  # noqa: E402
     _toeplitz_fft,
     random_bits,
     toeplitz_hash,
     toeplitz_hash_dense,
 )
-from qrepeater.diqkd.auth import PolyHash64, _horner_py, _mul_rows  # noqa: E402
-from qrepeater.diqkd.channel import AuthenticatedChannel, pack_bits  # noqa: E402
+from qrepeater.qkdpp.auth import PolyHash64, _horner_py, _mul_rows  # noqa: E402
+from qrepeater.qkdpp.channel import AuthenticatedChannel, pack_bits  # noqa: E402
 
 
 def timeit(fn: Callable[[], object], repeat: int) -> dict[str, float]:

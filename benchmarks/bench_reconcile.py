@@ -1,4 +1,4 @@
-"""Benchmark of LDPC information reconciliation (qrepeater.diqkd.reconciliation).
+"""Benchmark of LDPC information reconciliation (qrepeater.qkdpp.reconciliation).
 
 Measures, for keys with BSC errors at QBER Q:
 
@@ -38,16 +38,16 @@ import numpy as np
 import numpy.typing as npt
 from ldpc.bp_decoder import BpDecoder
 
-from qrepeater.diqkd.channel import PublicChannel, pack_bits, unpack_bits
-from qrepeater.diqkd.codes import ELKOUSS2009, CodeFamily
-from qrepeater.diqkd.reconciliation import (
+from qrepeater.errors import ReconciliationError
+from qrepeater.qkdpp.channel import PublicChannel, pack_bits, unpack_bits
+from qrepeater.qkdpp.codes import ELKOUSS2009, CodeFamily
+from qrepeater.qkdpp.reconciliation import (
     ReconcileConfig,
     ReconcileResult,
     binary_entropy,
     plan,
     reconcile,
 )
-from qrepeater.errors import ReconciliationError
 
 PAPER_Q = 0.036
 PAPER_F = 1.122

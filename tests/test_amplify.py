@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrepeater.diqkd.amplify import (
+from qrepeater.errors import AuthenticationError, ParameterError, ProtocolAbort
+from qrepeater.qkdpp.amplify import (
     FFT_EXACTNESS_MARGIN,
     PA_SEED_KIND,
     _plan,
@@ -27,8 +28,7 @@ from qrepeater.diqkd.amplify import (
     toeplitz_hash_dense,
     toeplitz_matrix,
 )
-from qrepeater.diqkd.channel import AuthenticatedChannel, Frame, PublicChannel
-from qrepeater.errors import AuthenticationError, ParameterError, ProtocolAbort
+from qrepeater.qkdpp.channel import AuthenticatedChannel, Frame, PublicChannel
 
 
 def explicit_product(key: np.ndarray, seed: np.ndarray, n_out: int) -> np.ndarray:

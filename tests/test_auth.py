@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrepeater.diqkd.auth import (
+from qrepeater.errors import AuthenticationError, ParameterError, ProtocolAbort
+from qrepeater.qkdpp.auth import (
     GF64_MODULUS,
     AuthParams,
     KeyPool,
@@ -21,14 +22,13 @@ from qrepeater.diqkd.auth import (
     gf64_mul,
     gf64_pow,
 )
-from qrepeater.diqkd.channel import (
+from qrepeater.qkdpp.channel import (
     AuthenticatedChannel,
     Channel,
     Frame,
     Party,
     PublicChannel,
 )
-from qrepeater.errors import AuthenticationError, ParameterError, ProtocolAbort
 
 u64 = st.integers(min_value=0, max_value=2**64 - 1)
 FAST = settings(max_examples=40, deadline=None)

@@ -1,4 +1,4 @@
-"""Tests of the LDPC code construction (qrepeater.diqkd.codes)."""
+"""Tests of the LDPC code construction (qrepeater.qkdpp.codes)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from qrepeater.diqkd.codes import (
+from qrepeater.errors import ReconciliationError
+from qrepeater.qkdpp.codes import (
     ELKOUSS2009,
     CodeFamily,
     LdpcCode,
@@ -18,7 +19,6 @@ from qrepeater.diqkd.codes import (
     four_cycle_count,
     node_degrees,
 )
-from qrepeater.errors import ReconciliationError
 
 N_SMALL = 15_000
 

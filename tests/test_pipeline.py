@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from qrepeater.cli import app
-from qrepeater.diqkd.channel import AuthenticatedChannel, Frame
 from qrepeater.diqkd.pipeline import DistillConfig, DistillResult, distill
 from qrepeater.diqkd.records import RecordMismatchError, read_key_bits, write_run
 from qrepeater.diqkd.rounds import DIQKDRun, simulate_from_preset
 from qrepeater.errors import ParameterError, ProtocolAbort
 from qrepeater.presets import Preset
+from qrepeater.qkdpp.channel import AuthenticatedChannel, Frame
 
 # A link better than the paper's (ideal phase, motion and readout, 2 km, alpha = 1%): S ~ 2.69,
 # enough for a finite key from about 1e5 rounds, so the whole chain runs in seconds.

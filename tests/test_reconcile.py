@@ -1,4 +1,4 @@
-"""Tests of LDPC information reconciliation (qrepeater.diqkd.reconciliation)."""
+"""Tests of LDPC information reconciliation (qrepeater.qkdpp.reconciliation)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from qrepeater.diqkd.channel import PublicChannel
-from qrepeater.diqkd.reconciliation import (
+from qrepeater.errors import ProtocolAbort, ReconciliationError
+from qrepeater.qkdpp.channel import PublicChannel
+from qrepeater.qkdpp.reconciliation import (
     AliceReconciler,
     BobReconciler,
     ReconcileConfig,
@@ -17,7 +18,6 @@ from qrepeater.diqkd.reconciliation import (
     plan,
     reconcile,
 )
-from qrepeater.errors import ProtocolAbort, ReconciliationError
 
 KEY_BITS = 14_000
 

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrepeater.diqkd.auth import PolyHash64
-from qrepeater.diqkd.channel import AuthenticatedChannel, PublicChannel, pack_bits
-from qrepeater.diqkd.verify import (
+from qrepeater.errors import ParameterError, ProtocolAbort
+from qrepeater.qkdpp.auth import PolyHash64
+from qrepeater.qkdpp.channel import AuthenticatedChannel, PublicChannel, pack_bits
+from qrepeater.qkdpp.verify import (
     VERIFY_HASH_KIND,
     VERIFY_SEED_KIND,
     VerificationParams,
@@ -20,7 +21,6 @@ from qrepeater.diqkd.verify import (
     verify_keys,
     verify_send,
 )
-from qrepeater.errors import ParameterError, ProtocolAbort
 
 
 def test_number_of_tags_meets_eps_ec() -> None:

@@ -10,11 +10,11 @@ import numpy as np
 import typer
 
 from qrepeater.cli._common import handle_errors, kv_table, print_json, stdout
-from qrepeater.diqkd.channel import PublicChannel
 from qrepeater.diqkd.keyrate import asymptotic_rate, finite_key
-from qrepeater.diqkd.reconciliation import reconcile as run_reconcile
 from qrepeater.diqkd.records import read_key_bits
 from qrepeater.errors import ParameterError, ReconciliationError
+from qrepeater.qkdpp.channel import PublicChannel
+from qrepeater.qkdpp.reconciliation import reconcile as run_reconcile
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
 TSIRELSON = 2 * np.sqrt(2)

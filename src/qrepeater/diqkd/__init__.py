@@ -1,9 +1,6 @@
 """Device-independent QKD: rounds and records, Bell-test estimation, key-rate bounds, and the
-post-processing chain (reconciliation, verification, privacy amplification, authentication)."""
+distillation that composes the protocol-independent primitives of :mod:`qrepeater.qkdpp`."""
 
-from qrepeater.diqkd.amplify import AmplifiedKey, amplify_keys, toeplitz_hash
-from qrepeater.diqkd.auth import AuthParams, KeyPool
-from qrepeater.diqkd.channel import AuthenticatedChannel, Channel, PublicChannel
 from qrepeater.diqkd.estimate import AccumulatedEstimate, BellEstimate, accumulate, estimate_bell
 from qrepeater.diqkd.keyrate import (
     FiniteKeyResult,
@@ -14,7 +11,6 @@ from qrepeater.diqkd.keyrate import (
 )
 from qrepeater.diqkd.optimize import ProtocolPoint, evaluate_protocol, optimise_protocol
 from qrepeater.diqkd.pipeline import DistillConfig, DistillReport, DistillResult, distill
-from qrepeater.diqkd.reconciliation import ReconcileConfig, ReconcileResult, reconcile
 from qrepeater.diqkd.records import (
     read_key_bits,
     read_party_record,
@@ -32,7 +28,11 @@ from qrepeater.diqkd.rounds import (
     simulate_from_preset,
     simulate_rounds,
 )
-from qrepeater.diqkd.verify import VerificationParams, verify_keys
+from qrepeater.qkdpp.amplify import AmplifiedKey, amplify_keys, toeplitz_hash
+from qrepeater.qkdpp.auth import AuthParams, KeyPool
+from qrepeater.qkdpp.channel import AuthenticatedChannel, Channel, PublicChannel
+from qrepeater.qkdpp.reconciliation import ReconcileConfig, ReconcileResult, reconcile
+from qrepeater.qkdpp.verify import VerificationParams, verify_keys
 
 __all__ = [
     "AccumulatedEstimate",

@@ -36,13 +36,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 
 from qrepeater.errors import ParameterError
+from qrepeater.qkdpp.entropy import binary_entropy
 
 __all__ = [
     "DEFAULT_EC_EFFICIENCY",
@@ -90,29 +91,6 @@ _OMEGA_GRID = 4001  # grid for the infimum over quantum winning probabilities in
 # ---------------------------------------------------------------------------------------------
 # entropy helpers and the asymptotic rate
 # ---------------------------------------------------------------------------------------------
-
-
-@overload
-def binary_entropy(p: float) -> float: ...
-
-
-@overload
-def binary_entropy(p: npt.ArrayLike) -> float | FloatArray: ...
-
-
-def binary_entropy(p: npt.ArrayLike) -> float | FloatArray:
-    """Binary Shannon entropy h(p) = -p log2 p - (1-p) log2(1-p), with h(0) = h(1) = 0.
-
-    Vectorised: a scalar gives a float, an array an array of the same shape. Raises
-    :class:`ParameterError` for values outside [0, 1] or not finite.
-    """
-    arr = np.asarray(p, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or np.any((arr < 0.0) | (arr > 1.0)):
-        raise ParameterError(f"binary entropy needs probabilities in [0, 1], got {p!r}")
-    h = np.asarray((special.entr(arr) + special.entr(1.0 - arr)) / _LN2, dtype=np.float64)
-    if h.ndim == 0:
-        return float(h)
-    return h
 
 
 def _h(p: float) -> float:

@@ -14,14 +14,14 @@ public message on the (authenticated) channel, and the channel counts every bit:
    a disclosed sample of key bits, which then leave the key and count as leakage).
 4. **Abort rule.** If the Bell violation alone leaves no finite key (even with no leakage at
    all), abort before reconciliation.
-5. **Reconciliation** (:mod:`qrepeater.diqkd.reconciliation`), **verification**
-   (:mod:`qrepeater.diqkd.verify`, ``eps_EC`` from the bound's epsilon split) and the final key
+5. **Reconciliation** (:mod:`qrepeater.qkdpp.reconciliation`), **verification**
+   (:mod:`qrepeater.qkdpp.verify`, ``eps_EC`` from the bound's epsilon split) and the final key
    length from the finite-key bound (:mod:`qrepeater.diqkd.keyrate`) with the leakage counted on
    the channel: every ``ec.*`` bit, the verification hashes and the QBER sample. A non-positive
    length aborts.
-6. **Privacy amplification** (:mod:`qrepeater.diqkd.amplify`) to exactly that length.
+6. **Privacy amplification** (:mod:`qrepeater.qkdpp.amplify`) to exactly that length.
 
-Every message is authenticated (Wegman-Carter, :mod:`qrepeater.diqkd.auth`); the
+Every message is authenticated (Wegman-Carter, :mod:`qrepeater.qkdpp.auth`); the
 authentication key consumed and ``eps_auth`` are reported, and ``eps_auth`` is added to the
 soundness error. A run that aborts (Bell violation too low, QBER too high, verification or
 authentication failed) returns a report with ``aborted=True`` and no key material.
@@ -42,14 +42,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from qrepeater.diqkd.amplify import amplify_receive, amplify_send
-from qrepeater.diqkd.channel import AuthenticatedChannel, Channel, Party, pack_bits, unpack_bits
 from qrepeater.diqkd.keyrate import FiniteKeyResult, Method, binary_entropy, finite_key
-from qrepeater.diqkd.reconciliation import ReconcileConfig, reconcile
 from qrepeater.diqkd.records import RecordMismatchError
 from qrepeater.diqkd.rounds import PartyRounds, RunMetadata, SettingDistribution
-from qrepeater.diqkd.verify import VerificationParams, verify_check, verify_confirm, verify_send
 from qrepeater.errors import ParameterError, ProtocolAbort
+from qrepeater.qkdpp.amplify import amplify_receive, amplify_send
+from qrepeater.qkdpp.channel import AuthenticatedChannel, Channel, Party, pack_bits, unpack_bits
+from qrepeater.qkdpp.reconciliation import ReconcileConfig, reconcile
+from qrepeater.qkdpp.verify import VerificationParams, verify_check, verify_confirm, verify_send
 
 U8 = npt.NDArray[np.uint8]
 Seed = int | np.random.Generator | None

@@ -32,7 +32,7 @@ Construction (deterministic from ``(rate, block length, seed)``):
    D. Elkouss, J. Martinez-Mateo, V. Martin, "Untainted puncturing for irregular low-density
    parity-check codes", IEEE Wireless Commun. Lett. 1, 585 (2012)), lowest degrees first.
    Each such symbol owns a *pivot* check (its first neighbour) that no other punctured symbol
-   touches, which is what :mod:`qrepeater.diqkd.reconciliation` uses to send one syndrome bit less
+   touches, which is what :mod:`qrepeater.qkdpp.reconciliation` uses to send one syndrome bit less
    per punctured symbol.
 
 Codes are cached on disk as ``.npz`` (base graph, circulant shifts and puncturing order; the

@@ -28,8 +28,8 @@ import numpy.typing as npt
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from qrepeater.diqkd.channel import Channel, Party, pack_bits, unpack_bits
 from qrepeater.errors import ParameterError, ProtocolAbort
+from qrepeater.qkdpp.channel import Channel, Party, pack_bits, unpack_bits
 
 __all__ = [
     "FFT_EXACTNESS_MARGIN",

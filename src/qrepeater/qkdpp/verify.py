@@ -2,7 +2,7 @@
 
 Alice draws ``t`` independent 64-bit keys ``k_1..k_t`` (:mod:`secrets`; a seeded
 ``numpy.random.Generator`` in tests) and sends them, then the hashes ``h_{k_i}(K_A)`` with the
-polynomial hash over GF(2^64) of :class:`~qrepeater.diqkd.auth.PolyHash64`. Bob hashes his key
+polynomial hash over GF(2^64) of :class:`~qrepeater.qkdpp.auth.PolyHash64`. Bob hashes his key
 with the same seeds, compares (constant time) and returns a one-bit verdict; on a mismatch both
 parties raise :class:`~qrepeater.errors.ProtocolAbort` with reason ``"verification"``.
 
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from qrepeater.diqkd.auth import PolyHash64
-from qrepeater.diqkd.channel import Channel, Party, pack_bits
 from qrepeater.errors import ParameterError, ProtocolAbort
+from qrepeater.qkdpp.auth import PolyHash64
+from qrepeater.qkdpp.channel import Channel, Party, pack_bits
 
 __all__ = [
     "VERIFY_HASH_KIND",

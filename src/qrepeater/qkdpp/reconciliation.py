@@ -1,7 +1,7 @@
 """Information reconciliation: one-way LDPC syndrome decoding, rate-adaptive and blind.
 
 Bob corrects his sifted key ``y`` to Alice's ``x``; the two parties are separate objects that
-only exchange messages (kinds ``ec.*``) over a :class:`~qrepeater.diqkd.channel.Channel`, and
+only exchange messages (kinds ``ec.*``) over a :class:`~qrepeater.qkdpp.channel.Channel`, and
 the leakage is what that channel counted.
 
 Protocol (per frame of ``L`` key bits, mother code ``H`` of length ``n`` and rate ``R0``):
@@ -13,7 +13,7 @@ Protocol (per frame of ``L`` key bits, mother code ``H`` of length ``n`` and rat
   1/2); ``n = L + p + s``. The mother rate and ``(p, s)`` follow from the QBER estimate and the
   efficiency range of the blind stage (:func:`plan`).
 * **Punctured symbols cost no syndrome bits.** Punctured symbols are untainted (no check has two
-  of them, :mod:`qrepeater.diqkd.codes`); Alice sets each to the value that zeroes its pivot
+  of them, :mod:`qrepeater.qkdpp.codes`); Alice sets each to the value that zeroes its pivot
   check and does not send that syndrome bit. The factor graph Bob decodes is the usual one for
   puncturing (a symbol of unknown value tied to a check of known parity), and the syndrome
   message is a function of Alice's key of exactly ``m - p`` bits, so the channel count is the
@@ -52,10 +52,10 @@ import numpy as np
 import numpy.typing as npt
 from ldpc.bp_decoder import BpDecoder
 
-from qrepeater.diqkd.channel import Channel, pack_bits, unpack_bits
-from qrepeater.diqkd.codes import CodeFamily, LdpcCode
-from qrepeater.diqkd.keyrate import binary_entropy
 from qrepeater.errors import ProtocolAbort, ReconciliationError
+from qrepeater.qkdpp.channel import Channel, pack_bits, unpack_bits
+from qrepeater.qkdpp.codes import CodeFamily, LdpcCode
+from qrepeater.qkdpp.entropy import binary_entropy
 
 __all__ = [
     "AliceReconciler",

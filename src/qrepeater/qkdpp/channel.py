@@ -26,8 +26,8 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from qrepeater.diqkd.auth import AuthParams, AuthReport, KeyPool, WegmanCarterMAC
 from qrepeater.errors import AuthenticationError, ParameterError, ProtocolAbort
+from qrepeater.qkdpp.auth import AuthParams, AuthReport, KeyPool, WegmanCarterMAC
 
 Party = Literal["alice", "bob"]
 PARTIES: tuple[Party, Party] = ("alice", "bob")
@@ -116,7 +116,7 @@ def unpack_bits(payload: bytes, n_bits: int) -> npt.NDArray[np.uint8]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Authenticated channel (Wegman-Carter, see qrepeater.diqkd.auth)
+# Authenticated channel (Wegman-Carter, see qrepeater.qkdpp.auth)
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class AuthenticatedChannel:
     """Public channel whose every message carries a Wegman-Carter tag (same API as
     :class:`PublicChannel`).
 
-    Alice's and Bob's :class:`~qrepeater.diqkd.auth.KeyPool` objects must hold the same bits. At
+    Alice's and Bob's :class:`~qrepeater.qkdpp.auth.KeyPool` objects must hold the same bits. At
     construction each party draws ``64 w`` bits of hash key per direction and splits the rest of
     its pool into Alice->Bob and Bob->Alice pads (``params.alice_share``). ``receive`` raises
     :class:`~qrepeater.errors.AuthenticationError` on a tampered, reordered, replayed, dropped or
