@@ -48,3 +48,24 @@ class AuthenticationError(ProtocolAbort):
 
 class ReconciliationError(QRepeaterError):
     """Information reconciliation could not be set up (impossible rate, block length or QBER)."""
+
+
+class KeyStoreError(QRepeaterError):
+    """The key store refused an operation (unknown block or key, wrong state, bad file)."""
+
+
+class KeyNotFound(KeyStoreError):  # noqa: N818 - named for what the caller looks up
+    """No block or key with the given id exists in the store."""
+
+
+class KeyStateError(KeyStoreError):
+    """A block or key is not in the state the operation needs (e.g. delivering an available key,
+    staging different content under an existing block)."""
+
+
+class KeyStoreEmpty(KeyStoreError):  # noqa: N818 - a condition, not a bug
+    """Fewer available keys than requested: nothing was reserved."""
+
+
+class TransportError(QRepeaterError):
+    """The network link to the peer failed (closed, timed out, oversized or malformed frame)."""
