@@ -59,10 +59,14 @@ GF64_MODULUS = (1 << 64) | 0x1B
 
 _MASK64 = (1 << 64) - 1
 _MAGIC = b"QRA1"
+_MAGIC_CTX = b"QRA2"
+_MAX_CONTEXT_BYTES = 64
 _MAX_KIND_BYTES = 255
 _MAX_SENDER_BYTES = 16
 # Header of authenticated_data: magic, sender length + sender, counter, kind length + kind, bits.
-_MAX_HEADER_BYTES = len(_MAGIC) + 1 + _MAX_SENDER_BYTES + 8 + 2 + _MAX_KIND_BYTES + 8
+_MAX_HEADER_BYTES = (
+    len(_MAGIC_CTX) + 1 + _MAX_CONTEXT_BYTES + 1 + _MAX_SENDER_BYTES + 8 + 2 + _MAX_KIND_BYTES + 8
+)
 # Below this many blocks, plain Horner in Python beats the vectorised lane evaluation.
 _SHORT_BLOCKS = 128
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -438,13 +442,20 @@ class AuthReport:
     eps_auth: float
 
 
-def authenticated_data(*, sender: str, counter: int, kind: str, bits: int, payload: bytes) -> bytes:
+def authenticated_data(
+    *, sender: str, counter: int, kind: str, bits: int, payload: bytes, context: bytes = b""
+) -> bytes:
     """Injective encoding of everything a tag authenticates.
 
     ``MAGIC | len(sender) | sender | counter (u64) | len(kind) (u16) | kind | bits (u64) |
     payload``: every field is fixed-size or length-prefixed and the payload is last (its
     length is bound by the hash's length block), so distinct tuples give distinct strings.
+    A non-empty ``context`` (at most 64 bytes: a session id, for the networked link) is bound
+    as ``MAGIC2 | len(context) (u8) | context`` in front of the same fields; the two magics
+    differ, so encodings with and without a context never coincide.
     """
+    if len(context) > _MAX_CONTEXT_BYTES:
+        raise ParameterError(f"context longer than {_MAX_CONTEXT_BYTES} bytes")
     sender_b = sender.encode("utf-8")
     kind_b = kind.encode("utf-8")
     if not 0 < len(sender_b) <= _MAX_SENDER_BYTES:
@@ -453,8 +464,9 @@ def authenticated_data(*, sender: str, counter: int, kind: str, bits: int, paylo
         raise ParameterError(f"message kind longer than {_MAX_KIND_BYTES} bytes")
     if not 0 <= counter <= _MASK64 or not 0 <= bits <= _MASK64:
         raise ParameterError("counter and bits must fit 64 bits")
+    prefix = _MAGIC_CTX + struct.pack(">B", len(context)) + bytes(context) if context else _MAGIC
     header = (
-        _MAGIC
+        prefix
         + struct.pack(">B", len(sender_b))
         + sender_b
         + struct.pack(">QH", counter, len(kind_b))
