@@ -7,6 +7,8 @@ problem, so callers can catch exactly what they can handle.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class QRepeaterError(Exception):
     """Base class of every error qrepeater raises on purpose."""
@@ -31,12 +33,14 @@ class RecordError(QRepeaterError):
 class ProtocolAbort(QRepeaterError):  # noqa: N818 - an abort is an outcome, not a bug
     """A protocol run must abort (Bell violation too low, QBER too high, verification failed).
 
-    ``reason`` is a short machine-readable code, ``str(exc)`` the human explanation.
+    ``reason`` is a short machine-readable code, ``str(exc)`` the human explanation and
+    ``details`` public figures computed before the abort (for the report), if any.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.details: dict[str, Any] = dict(details or {})
 
 
 class AuthenticationError(ProtocolAbort):

@@ -10,12 +10,20 @@ import typer
 from rich.progress import Progress, TextColumn
 
 from qrepeater._io import atomic_write_bytes
-from qrepeater.cli._common import handle_errors, jsonable, kv_table, print_json, stderr, stdout
+from qrepeater.cli._common import (
+    fail,
+    handle_errors,
+    jsonable,
+    kv_table,
+    print_json,
+    stderr,
+    stdout,
+)
 from qrepeater.diqkd.estimate import estimate_bell
 from qrepeater.diqkd.optimize import evaluate_protocol, optimise_protocol
 from qrepeater.diqkd.pipeline import DistillConfig, distill
 from qrepeater.diqkd.records import read_run, write_key_pair, write_run
-from qrepeater.diqkd.rounds import simulate_from_preset
+from qrepeater.diqkd.rounds import SettingDistribution, simulate_from_preset
 from qrepeater.errors import ParameterError
 from qrepeater.presets import DEFAULT_PRESET, load_preset
 
@@ -115,9 +123,19 @@ def distill_cmd(
             help="Seed the public random choices (tests only; real keys use `secrets`).",
         ),
     ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset",
+            help="Protocol configuration (preset name or .toml) fixing the setting distribution.",
+        ),
+    ] = DEFAULT_PRESET,
     json: JsonOpt = False,
 ) -> None:
     """Distil identical secret keys from both parties' records.
+
+    The setting distribution is the one agreed before the run (the preset's operating point);
+    records declaring another one, or whose settings do not follow it, abort.
 
     Writes alice.key.bin and bob.key.bin (mode 0600) and report.json to OUT. An aborted run
     writes only report.json and exits with status 3.
@@ -126,7 +144,10 @@ def distill_cmd(
         raise ParameterError(f"--method must be phase-error or eat, got {method!r}")
     if key_format not in ("bin", "parquet"):
         raise ParameterError(f"--format must be bin or parquet, got {key_format!r}")
-    cfg = DistillConfig(method=method, eps=eps)  # type: ignore[arg-type]
+    if seed is not None and seed < 0:
+        raise ParameterError(f"--seed must be a non-negative integer, got {seed}")
+    agreed = SettingDistribution.from_preset(load_preset(preset))
+    cfg = DistillConfig(method=method, eps=eps, settings=agreed)  # type: ignore[arg-type]
     run = read_run(alice, bob)
     with Progress(
         TextColumn("{task.description}"), console=stderr, transient=True, disable=json
@@ -155,7 +176,7 @@ def distill_cmd(
     else:
         stdout.print(kv_table("DI-QKD distillation", _distill_summary(report)))
     if result.report.aborted:
-        raise typer.Exit(3)
+        raise fail(f"aborted ({result.report.abort_reason}): {result.report.abort_message}", 3)
 
 
 def _distill_summary(r: dict[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,14 @@ public message on the (authenticated) channel, and the channel counts every bit:
    columns (public anyway); a mismatch is a misaligned record (:class:`RecordMismatchError`).
 2. **Sifting.** Both announce their settings (public in DI-QKD); ``X=0, Y=2`` rounds are key
    rounds, ``X, Y in {0, 1}`` test rounds, the rest are discarded.
-3. **Parameter estimation.** Both announce their test-round outcomes and compute the CHSH score
-   ``S = (1/N) sum (-1)^(xy) a b / p(x, y)`` (importance-weighted with the setting distribution
-   fixed before the run, the form the finite-key bounds need) and the usual per-pair estimate.
+3. **Parameter estimation.** Both announce their test-round outcomes and run the acceptance
+   test :func:`qrepeater.diqkd.estimate.bell_test`: the observed settings are tested against the
+   distribution agreed before the run (``DistillConfig.settings``, never the records' metadata,
+   which must agree with it), the CHSH score ``S = (1/N) sum (-1)^(xy) a b / p(x, y)``
+   (importance-weighted with the agreed distribution, the form the finite-key bounds need) and
+   the per-pair estimate are computed; a score above ``2 sqrt 2`` beyond its statistical
+   deviation aborts (``tsirelson``), as do failed settings (``settings``). The settings test's
+   error ``eps_settings`` is reserved from the soundness budget.
    The QBER that sets the code rate is predicted from the announced correlators (or measured on
    a disclosed sample of key bits, which then leave the key and count as leakage).
 4. **Abort rule.** If the Bell violation alone leaves no finite key (even with no leakage at
@@ -30,7 +35,6 @@ authentication failed) returns a report with ``aborted=True`` and no key materia
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import secrets
 import struct
@@ -42,6 +46,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from qrepeater.diqkd.estimate import ChshStatistic, bell_test
 from qrepeater.diqkd.keyrate import FiniteKeyResult, Method, binary_entropy, finite_key
 from qrepeater.diqkd.records import RecordMismatchError
 from qrepeater.diqkd.rounds import PartyRounds, RunMetadata, SettingDistribution
@@ -74,7 +79,12 @@ class DistillConfig:
     the announced CHSH correlators with the devices' nominal directions (no key bits spent),
     ``sample`` discloses a random sample of key bits (charged as leakage);
     ``qber_hint``: a QBER estimate known before the run (overrides both);
-    ``auth_key_bits``: size of the pre-shared authentication key pool.
+    ``auth_key_bits``: size of the pre-shared authentication key pool;
+    ``settings``: the setting distribution agreed before the run (protocol configuration; the
+    records' declared distributions must equal it); ``None`` means the default preset's
+    operating point (:meth:`SettingDistribution.from_preset`), never the records' metadata;
+    ``eps_settings``: error of the settings and Tsirelson tests, reserved from ``eps``
+    (default ``eps / 100``).
     """
 
     method: Method = "phase-error"
@@ -85,8 +95,22 @@ class DistillConfig:
     qber_hint: float | None = None
     auth_key_bits: int = 1 << 16
     reconcile: ReconcileConfig = field(default_factory=lambda: _default_reconcile_config())
+    settings: SettingDistribution | None = None
+    eps_settings: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("eps", "qber_sample_fraction", "qber_hint", "eps_settings"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise ParameterError(f"{name} must be a number, got {v!r}")
+        for name in ("min_qber_sample", "auth_key_bits"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ParameterError(f"{name} must be an integer, got {v!r}")
+        if self.settings is not None and not isinstance(self.settings, SettingDistribution):
+            raise ParameterError("settings must be a SettingDistribution or None")
+        if not isinstance(self.reconcile, ReconcileConfig):
+            raise ParameterError("reconcile must be a ReconcileConfig")
         if self.method not in ("phase-error", "eat"):
             raise ParameterError(f"method must be 'phase-error' or 'eat', got {self.method!r}")
         if not 0.0 < self.eps < 1.0:
@@ -103,6 +127,21 @@ class DistillConfig:
             raise ParameterError(f"qber_hint must lie in (0, 0.5), got {self.qber_hint}")
         if self.auth_key_bits < 1024:
             raise ParameterError("auth_key_bits must be at least 1024")
+        if self.eps_settings is not None and not 0.0 < self.eps_settings < self.eps / 2:
+            raise ParameterError(f"eps_settings must lie in (0, eps/2), got {self.eps_settings}")
+
+    @property
+    def settings_eps(self) -> float:
+        """Error of the settings test, reserved from ``eps``."""
+        return self.eps / 100 if self.eps_settings is None else float(self.eps_settings)
+
+    def agreed_settings(self) -> SettingDistribution:
+        """The setting distribution fixed before the run (see the class docstring)."""
+        if self.settings is not None:
+            return self.settings
+        from qrepeater.presets import load_preset
+
+        return SettingDistribution.from_preset(load_preset())
 
 
 @dataclass(frozen=True)
@@ -131,6 +170,8 @@ class DistillReport:
     finite_key: dict[str, Any] | None
     public_bits: int
     seconds: dict[str, float]
+    chsh_deviation: float | None = None
+    settings_test: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready report."""
@@ -252,43 +293,7 @@ class _Side:
         return self.rounds.outcome[self.key_mask].astype(np.uint8)
 
 
-@dataclass(frozen=True)
-class _ChshEstimate:
-    score: float
-    per_pair: float
-    std: float
-    correlators: tuple[float, float, float, float]  # E00, E01, E10, E11
-
-
-def _chsh(*, x: U8, y: U8, a: U8, b: U8, rounds: int, dist: SettingDistribution) -> _ChshEstimate:
-    """Importance-weighted CHSH score and the per-pair estimate with its standard error."""
-    sa = 1 - 2 * a.astype(np.int64)
-    sb = 1 - 2 * b.astype(np.int64)
-    sign = np.where((x == 1) & (y == 1), -1, 1)
-    px = np.array(dist.alice)[x]
-    py = np.array(dist.bob)[y]
-    score = float(np.sum(sign * sa * sb / (px * py)) / rounds)
-    per_pair, var = 0.0, 0.0
-    corr: list[float] = []
-    for xi in (0, 1):
-        for yi in (0, 1):
-            m = (x == xi) & (y == yi)
-            n = int(m.sum())
-            if n == 0:
-                raise ProtocolAbort("parameter_estimation", f"no test round with X={xi}, Y={yi}")
-            e = float(np.mean(sa[m] * sb[m]))
-            corr.append(e)
-            per_pair += (-1 if xi == yi == 1 else 1) * e
-            var += (1 - e * e) / n
-    return _ChshEstimate(
-        score=score,
-        per_pair=per_pair,
-        std=math.sqrt(var),
-        correlators=(corr[0], corr[1], corr[2], corr[3]),
-    )
-
-
-def _qber_from_tests(est: _ChshEstimate, meta: RunMetadata) -> float | None:
+def _qber_from_tests(est: ChshStatistic, meta: RunMetadata) -> float | None:
     """Predict the key-round QBER from the announced CHSH correlators (a code-rate hint).
 
     With Bob's CHSH settings at angle ``theta`` on either side of his key setting, in the plane
@@ -333,6 +338,8 @@ def _rng(seed: Seed, index: int) -> np.random.Generator | None:
         return None
     if isinstance(seed, np.random.Generator):
         return seed
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ParameterError(f"seed must be a non-negative integer or a Generator, got {seed!r}")
     return np.random.default_rng(np.random.SeedSequence(seed).spawn(5)[index])
 
 
@@ -356,6 +363,16 @@ def distill(
     aborted report.
     """
     cfg = config or DistillConfig()
+    if not isinstance(cfg, DistillConfig):
+        raise ParameterError("config must be a DistillConfig")
+    for who, record, meta in (("alice", alice, alice_meta), ("bob", bob, bob_meta)):
+        if not isinstance(record, PartyRounds) or not isinstance(meta, RunMetadata):
+            raise ParameterError(f"{who}'s record must be PartyRounds with RunMetadata")
+    if len(alice) == 0:
+        raise ParameterError("the records hold no rounds")
+    _rng(seed, 0)  # validate the seed before anything runs
+    agreed = cfg.agreed_settings()
+    eps_settings = cfg.settings_eps
     if channel is None:
         channel = AuthenticatedChannel.with_shared_key(cfg.auth_key_bits, rng=_rng(seed, 0))
     a_side = _Side("alice", alice, alice_meta, channel)
@@ -381,12 +398,13 @@ def distill(
             auth_bits = channel.report("alice").key_bits_consumed
             eps_auth = channel.eps_auth
         fk: FiniteKeyResult | None = state.get("fk")
-        eps = fk.eps.to_dict() if fk is not None else {"soundness": cfg.eps}
+        eps = fk.eps.to_dict() if fk is not None else {"soundness": cfg.eps - eps_settings}
         eps = {
             **eps,
             "verification_collision_bound": state.get("verification_collision_bound"),
+            "settings_test": eps_settings,
             "authentication": eps_auth,
-            "total": eps.get("soundness", cfg.eps) + eps_auth,
+            "total": eps.get("soundness", cfg.eps - eps_settings) + eps_settings + eps_auth,
         }
         base = {
             "aborted": False,
@@ -399,6 +417,8 @@ def distill(
             "chsh": state.get("chsh"),
             "chsh_std": state.get("chsh_std"),
             "chsh_per_pair": state.get("chsh_per_pair"),
+            "chsh_deviation": state.get("chsh_deviation"),
+            "settings_test": state.get("settings_test"),
             "qber_hint": state.get("qber_hint"),
             "qber": state.get("qber"),
             "sample_bits": state["sample_bits"],
@@ -440,22 +460,30 @@ def distill(
         b_side.announce_test_outcomes()
         b_out = a_side.receive_test_outcomes()
         a_out = b_side.receive_test_outcomes()
-        dist = alice_meta.distribution
-        if dist is None or dist != bob_meta.distribution:
-            raise ProtocolAbort(
-                "parameter_estimation",
-                "the setting distribution must be fixed before the run and agreed by both parties",
-            )
-        tm = a_side.test_mask
         x, y = a_side.settings()
-        est = _chsh(x=x[tm], y=y[tm], a=a_out, b=b_out, rounds=n_rounds, dist=dist)
-        state.update(chsh=est.score, chsh_std=est.std, chsh_per_pair=est.per_pair)
         if state["key_rounds"] < 1 or state["test_rounds"] < 1:
             raise ProtocolAbort("parameter_estimation", "no key rounds or no test rounds")
-        if est.score <= 2.0:
-            raise ProtocolAbort(
-                "bell_violation", f"CHSH score {est.score:.4f} does not violate the bound 2"
+        try:
+            bt = bell_test(
+                x=x,
+                y=y,
+                test_a=a_out,
+                test_b=b_out,
+                agreed=agreed,
+                declared=(alice_meta.distribution, bob_meta.distribution),
+                eps=eps_settings,
             )
+        except ProtocolAbort as exc:
+            state.update(exc.details)
+            raise
+        est = bt.chsh
+        state.update(
+            chsh=est.score,
+            chsh_std=est.per_pair_std,
+            chsh_per_pair=est.per_pair,
+            chsh_deviation=est.score_deviation,
+            settings_test=bt.settings.to_dict(),
+        )
 
         # The QBER estimate only sets the code rate: security rests on S and the leakage the
         # channel counts, so a model-based guess is allowed and costs no key.
@@ -472,7 +500,7 @@ def distill(
             q_hint = max(int(np.sum(key_a[sample] != key_b[sample])), 1) / k
             state["sample_bits"] = k
         state["qber_hint"] = q_hint
-        settings = dist.probabilities()
+        settings = agreed.probabilities()
         if q_hint >= 0.5:
             raise ProtocolAbort("qber", f"estimated QBER {q_hint:.3f} leaves no key")
 
@@ -483,9 +511,9 @@ def distill(
                 rounds=n_rounds,
                 key_rounds=n_key,
                 test_rounds=state["test_rounds"],
-                chsh=min(est.score, 2 * math.sqrt(2)),
+                chsh=bt.bound_chsh,
                 qber=min(qber, 0.4999),
-                eps=cfg.eps,
+                eps=cfg.eps - eps_settings,
                 leak_ec_bits=leak_bits,
                 setting_probabilities=settings,
             )
