@@ -30,6 +30,28 @@ class RecordError(QRepeaterError):
     """A round-record or key file is malformed, corrupt, or inconsistent with its partner."""
 
 
+class RecordValueError(RecordError):
+    """A value outside its domain (setting, outcome, herald, time, key bit) or a null."""
+
+
+class RecordSchemaError(RecordError):
+    """Columns missing, extra, out of order or of the wrong type."""
+
+
+class CorruptRecordError(RecordError):
+    """The file cannot be read as a record (not Parquet, truncated, bad key-file header, a
+    folder where a file is expected, a key set whose manifest does not match its files)."""
+
+
+class RecordNotFoundError(RecordError, FileNotFoundError):
+    """The record file does not exist."""
+
+
+class OutputError(QRepeaterError):
+    """An output location cannot be used: it exists and is not empty (without ``force``), is a
+    file where a folder is expected, or cannot be written."""
+
+
 class ProtocolAbort(QRepeaterError):  # noqa: N818 - an abort is an outcome, not a bug
     """A protocol run must abort (Bell violation too low, QBER too high, verification failed).
 

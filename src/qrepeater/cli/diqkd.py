@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, TextColumn
 
-from qrepeater._io import atomic_write_bytes
 from qrepeater.cli._common import (
     fail,
     handle_errors,
@@ -19,13 +17,10 @@ from qrepeater.cli._common import (
     stderr,
     stdout,
 )
-from qrepeater.diqkd.estimate import estimate_bell
-from qrepeater.diqkd.optimize import evaluate_protocol, optimise_protocol
-from qrepeater.diqkd.pipeline import DistillConfig, distill
-from qrepeater.diqkd.records import read_run, write_key_pair, write_run
-from qrepeater.diqkd.rounds import SettingDistribution, simulate_from_preset
 from qrepeater.errors import ParameterError
-from qrepeater.presets import DEFAULT_PRESET, load_preset
+
+# heavy modules (numpy, pyarrow, scipy, ldpc) are imported inside the commands: `--help` stays fast
+DEFAULT_PRESET = "ustc2025"
 
 app = typer.Typer(
     help="DI-QKD rounds: simulate per-party records, estimate CHSH and QBER.",
@@ -56,6 +51,11 @@ def simulate(
     json: JsonOpt = False,
 ) -> None:
     """Simulate a DI-QKD run and write each party's round record (Parquet)."""
+    from qrepeater.diqkd.estimate import estimate_bell
+    from qrepeater.diqkd.records import write_run
+    from qrepeater.diqkd.rounds import simulate_from_preset
+    from qrepeater.presets import load_preset
+
     if rounds < 1:
         raise ParameterError(f"--rounds must be a positive integer, got {rounds}")
     p = load_preset(preset)
@@ -90,6 +90,9 @@ def estimate(
     json: JsonOpt = False,
 ) -> None:
     """Validate both records, check their alignment and estimate CHSH S and QBER."""
+    from qrepeater.diqkd.estimate import estimate_bell
+    from qrepeater.diqkd.records import read_run
+
     run = read_run(alice, bob)
     result = {"run_id": run.metadata.run_id, **estimate_bell(run.alice, run.bob).to_dict()}
     if json:
@@ -108,7 +111,9 @@ def _short(d: dict[str, Any]) -> dict[str, Any]:
 def distill_cmd(
     alice: Annotated[Path, typer.Option("--alice", help="Alice's record (alice.parquet).")],
     bob: Annotated[Path, typer.Option("--bob", help="Bob's record (bob.parquet).")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the keys and report.json.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="New (or empty) folder for the key set of this run.")
+    ],
     method: Annotated[
         str, typer.Option("--method", help="Finite-key bound: phase-error or eat.")
     ] = "phase-error",
@@ -130,6 +135,9 @@ def distill_cmd(
             help="Protocol configuration (preset name or .toml) fixing the setting distribution.",
         ),
     ] = DEFAULT_PRESET,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the key set already in OUT.")
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
     """Distil identical secret keys from both parties' records.
@@ -137,18 +145,29 @@ def distill_cmd(
     The setting distribution is the one agreed before the run (the preset's operating point);
     records declaring another one, or whose settings do not follow it, abort.
 
-    Writes alice.key.bin and bob.key.bin (mode 0600) and report.json to OUT. An aborted run
-    writes only report.json and exits with status 3.
+    OUT must be new or empty (or pass --force): it appears in one step holding alice.key.bin
+    and bob.key.bin (mode 0600), report.json and manifest.json (run id, SHA-256 of each file),
+    or, for an aborted run (exit status 3), report.json alone.
     """
+    from qrepeater.diqkd.pipeline import DistillConfig, distill
+    from qrepeater.diqkd.records import read_run
+    from qrepeater.diqkd.rounds import SettingDistribution
+    from qrepeater.presets import load_preset
+    from qrepeater.qkdpp.keyfiles import check_output_folder, recover_key_set, write_key_set
+
     if method not in ("phase-error", "eat"):
         raise ParameterError(f"--method must be phase-error or eat, got {method!r}")
     if key_format not in ("bin", "parquet"):
         raise ParameterError(f"--format must be bin or parquet, got {key_format!r}")
     if seed is not None and seed < 0:
         raise ParameterError(f"--seed must be a non-negative integer, got {seed}")
+    recover_key_set(out)  # staging folders of a killed earlier run
+    check_output_folder(out, force=force)  # refuse before the work, not after
     agreed = SettingDistribution.from_preset(load_preset(preset))
     cfg = DistillConfig(method=method, eps=eps, settings=agreed)  # type: ignore[arg-type]
     run = read_run(alice, bob)
+    from rich.progress import Progress, TextColumn
+
     with Progress(
         TextColumn("{task.description}"), console=stderr, transient=True, disable=json
     ) as bar:
@@ -162,15 +181,18 @@ def distill_cmd(
             seed=seed,
             progress=lambda stage: bar.update(task, description=f"distilling: {stage}"),
         )
-    report = result.report.to_dict()
+    report = {"run_id": run.metadata.run_id, **result.report.to_dict()}
     report_bytes = (json_module.dumps(jsonable(report), indent=2) + "\n").encode()
-    if result.report.aborted:
-        atomic_write_bytes(out / "report.json", report_bytes)
-    else:
-        a_key, b_key = result.require_keys()
-        write_key_pair(
-            out, a_key, b_key, suffix=f".{key_format}", extra={"report.json": report_bytes}
-        )
+    a_key, b_key = (None, None) if result.report.aborted else result.require_keys()
+    write_key_set(
+        out,
+        report=report_bytes,
+        run_id=run.metadata.run_id,
+        alice_key=a_key,
+        bob_key=b_key,
+        suffix=f".{key_format}",
+        force=force,
+    )
     if json:
         print_json(report)
     else:
@@ -222,6 +244,9 @@ def optimise_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Choose alpha and the setting probabilities that maximise the finite key."""
+    from qrepeater.diqkd.optimize import evaluate_protocol, optimise_protocol
+    from qrepeater.presets import load_preset
+
     if method not in ("phase-error", "eat"):
         raise ParameterError(f"--method must be phase-error or eat, got {method!r}")
     if hours is None and heralds is None:

@@ -20,9 +20,8 @@ Writers are atomic: data go to a temporary file in the target folder, renamed in
 temporary files before renaming either, and undoes the first rename if the second fails.
 Readers check everything and raise a specific :class:`~qrepeater.errors.RecordError` subclass.
 
-Sifted-key files hold raw key bits, either as Parquet (one uint8 column ``bit``) or packed
-(``.bin``): the 8-byte magic ``b"QRKEYv1\\n"``, the bit count as a little-endian uint64, then
-``numpy.packbits`` of the bits (big-endian bit order, last byte zero-padded).
+Key files and key sets (:func:`read_key_bits`, :func:`write_key_bits`, :func:`write_key_pair`)
+live in :mod:`qrepeater.qkdpp.keyfiles` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -49,7 +48,20 @@ from qrepeater.diqkd.rounds import (
     PartyRounds,
     RunMetadata,
 )
-from qrepeater.errors import ParameterError, RecordError
+from qrepeater.errors import (
+    CorruptRecordError,
+    ParameterError,
+    RecordError,
+    RecordNotFoundError,
+    RecordSchemaError,
+    RecordValueError,
+)
+from qrepeater.qkdpp.keyfiles import (
+    KEY_MAGIC,
+    read_key_bits,
+    write_key_bits,
+    write_key_pair,
+)
 
 __all__ = [
     "KEY_MAGIC",
@@ -71,6 +83,7 @@ __all__ = [
     "read_party_record",
     "read_run",
     "write_key_bits",
+    "write_key_pair",
     "write_party_record",
     "write_run",
 ]
@@ -88,16 +101,6 @@ RECORD_SCHEMA = pa.schema(
         ("outcome", pa.uint8()),
     ]
 )
-KEY_MAGIC = b"QRKEYv1\n"
-_KEY_SCHEMA = pa.schema([("bit", pa.uint8())])
-
-
-class RecordSchemaError(RecordError):
-    """Columns missing, extra, out of order or of the wrong type."""
-
-
-class RecordValueError(RecordError):
-    """A value outside its domain (setting, outcome, herald, time, key bit) or a null."""
 
 
 class DuplicateRoundError(RecordError):
@@ -122,14 +125,6 @@ class RecordMismatchError(RecordError):
 
 class RecordMetadataError(RecordError):
     """Run metadata missing, unparsable, for the wrong party or inconsistent between parties."""
-
-
-class CorruptRecordError(RecordError):
-    """The file cannot be read as a record (not Parquet, truncated, bad key-file header)."""
-
-
-class RecordNotFoundError(RecordError, FileNotFoundError):
-    """The record file does not exist."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -369,103 +364,3 @@ def read_run(alice_path: PathLike, bob_path: PathLike) -> DIQKDRun:
     bob = read_party_record(bob_path, party="bob")
     check_alignment(alice, bob)
     return DIQKDRun(alice=alice.rounds, bob=bob.rounds, metadata=alice.metadata)
-
-
-# ---- sifted keys -------------------------------------------------------------------------------
-def _key_bits(bits: npt.ArrayLike) -> npt.NDArray[np.uint8]:
-    a = np.asarray(bits)
-    if a.ndim != 1:
-        raise RecordValueError(f"key bits must be a 1-D array, got shape {a.shape}")
-    if a.dtype.kind not in "iubf":
-        raise RecordValueError(f"key bits must be numbers, got dtype {a.dtype}")
-    bad = (a != 0) & (a != 1)
-    if np.any(bad):
-        i = int(np.argmax(bad))
-        raise RecordValueError(f"key bit {a[i]!r} at position {i} is not 0 or 1")
-    return a.astype(np.uint8)
-
-
-def write_key_bits(path: PathLike, bits: npt.ArrayLike) -> Path:
-    """Write key bits atomically with owner-only permissions (0600): packed ``.bin`` (header +
-    packbits) or ``.parquet``."""
-    arr = _key_bits(bits)
-    target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in (".bin", ".parquet"):
-        raise RecordValueError(f"key file must end in .bin or .parquet, got {target.name}")
-    with _temp_path(target) as tmp:
-        if suffix == ".bin":
-            header = KEY_MAGIC + np.uint64(arr.size).astype("<u8").tobytes()
-            tmp.write_bytes(header + np.packbits(arr).tobytes())
-        else:
-            pq.write_table(pa.Table.from_arrays([pa.array(arr)], schema=_KEY_SCHEMA), tmp)
-        os.chmod(tmp, 0o600)  # key material: owner-only
-        os.replace(tmp, target)
-    return target
-
-
-def write_key_pair(
-    out_dir: PathLike,
-    alice_key: npt.ArrayLike,
-    bob_key: npt.ArrayLike,
-    *,
-    suffix: str = ".bin",
-    extra: dict[str, bytes] | None = None,
-) -> tuple[Path, Path]:
-    """Write ``alice.key<suffix>`` and ``bob.key<suffix>`` (plus ``extra`` files) as a unit.
-
-    Every file is first written completely under a temporary name with owner-only permissions
-    (0600), then all are renamed into place; if anything fails, nothing new remains.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    names = {f"alice.key{suffix}": alice_key, f"bob.key{suffix}": bob_key}
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for name, bits in names.items():
-            fd, tmp_name = tempfile.mkstemp(dir=out, prefix=".key.", suffix=suffix)
-            os.close(fd)
-            tmp = Path(tmp_name)
-            staged.append((tmp, out / name))
-            write_key_bits(tmp, bits)
-        for name, data in (extra or {}).items():
-            fd, tmp_name = tempfile.mkstemp(dir=out, prefix=".extra.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            staged.append((Path(tmp_name), out / name))
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        raise
-    return out / f"alice.key{suffix}", out / f"bob.key{suffix}"
-
-
-def read_key_bits(path: PathLike) -> npt.NDArray[np.uint8]:
-    """Read key bits written by :func:`write_key_bits` (format chosen by the suffix)."""
-    p = Path(path)
-    if p.suffix.lower() == ".parquet":
-        table = _read_table(p, "key file")
-        if table.schema.names != ["bit"] or table.schema.field("bit").type != pa.uint8():
-            raise RecordSchemaError(f"{p}: key file must have one uint8 column 'bit'")
-        col = table.column("bit")
-        if col.null_count:
-            raise RecordValueError(f"{p}: column 'bit' has missing values")
-        return _key_bits(col.to_numpy())
-    if p.suffix.lower() != ".bin":
-        raise RecordValueError(f"key file must end in .bin or .parquet, got {p.name}")
-    if not p.exists():
-        raise RecordNotFoundError(2, "key file not found", str(p))
-    data = p.read_bytes()
-    head = len(KEY_MAGIC) + 8
-    if len(data) < head or not data.startswith(KEY_MAGIC):
-        raise CorruptRecordError(f"{p}: not a qrepeater key file (bad header)")
-    n = int(np.frombuffer(data[len(KEY_MAGIC) : head], dtype="<u8")[0])
-    body = np.frombuffer(data[head:], dtype=np.uint8)
-    if body.size != (n + 7) // 8:
-        raise CorruptRecordError(f"{p}: header announces {n} bits, body holds {body.size} bytes")
-    bits = np.unpackbits(body)
-    if np.any(bits[n:]):
-        raise CorruptRecordError(f"{p}: padding bits after bit {n} are not zero")
-    return bits[:n].copy()
