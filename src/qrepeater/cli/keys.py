@@ -10,8 +10,9 @@ import numpy as np
 import typer
 
 from qrepeater.cli._common import handle_errors, kv_table, print_json, stdout
-from qrepeater.diqkd.keyrate import asymptotic_rate, finite_key
+from qrepeater.diqkd.keyrate import METHODS, asymptotic_rate, finite_key, minimum_rounds
 from qrepeater.diqkd.records import read_key_bits
+from qrepeater.diqkd.rounds import SettingDistribution
 from qrepeater.errors import ParameterError, ReconciliationError
 from qrepeater.qkdpp.channel import PublicChannel
 from qrepeater.qkdpp.reconciliation import reconcile as run_reconcile
@@ -31,18 +32,37 @@ def keyrate(
     ec_efficiency: Annotated[
         float | None, typer.Option("--ec-efficiency", help="Reconciliation efficiency f >= 1.")
     ] = None,
-    method: Annotated[str, typer.Option("--method", help="phase-error or eat.")] = "phase-error",
+    method: Annotated[
+        str, typer.Option("--method", help="phase-error, geat or eat (see docs/keyrate.md).")
+    ] = "phase-error",
+    p_x0: Annotated[
+        float | None, typer.Option("--p-x0", help="P(X = 0); with --p-y2 fixes the settings.")
+    ] = None,
+    p_y2: Annotated[float | None, typer.Option("--p-y2", help="P(Y = 2).")] = None,
+    min_rounds: Annotated[
+        bool,
+        typer.Option("--minimum-rounds", help="Also find the fewest rounds with a positive key."),
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Asymptotic key rate and, given the round counts, the finite key of a DI-QKD run."""
+    """Asymptotic key rate and, given the round counts, the finite key of a DI-QKD run.
+
+    The result lists the protocol variant the bound is for and the assumptions it rests on."""
     if not 2.0 < chsh <= TSIRELSON + 1e-12:
         raise ParameterError(f"--chsh must lie in (2, 2*sqrt(2)], got {chsh}")
     if not 0.0 <= qber < 0.5:
         raise ParameterError(f"--qber must lie in [0, 0.5), got {qber}")
     if not 0.0 < eps < 1.0:
         raise ParameterError(f"--eps must lie in (0, 1), got {eps}")
-    if method not in ("phase-error", "eat"):
-        raise ParameterError(f"--method must be phase-error or eat, got {method!r}")
+    if method not in METHODS:
+        raise ParameterError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    settings = None
+    if (p_x0 is None) != (p_y2 is None):
+        raise ParameterError("--p-x0 and --p-y2 go together")
+    if p_x0 is not None and p_y2 is not None:
+        if not (0.0 < p_x0 < 1.0 and 0.0 < p_y2 < 1.0):
+            raise ParameterError("--p-x0 and --p-y2 must lie in (0, 1)")
+        settings = SettingDistribution.from_fractions(p_x0=p_x0, p_y2=p_y2).probabilities()
     out: dict[str, Any] = {
         "method": method,
         "chsh": chsh,
@@ -57,7 +77,7 @@ def keyrate(
         if rounds < 1:
             raise ParameterError(f"--rounds must be at least 1, got {rounds}")
         result = finite_key(
-            method=method,  # type: ignore[arg-type]
+            method=method,
             rounds=rounds,
             key_rounds=key_rounds,
             test_rounds=test_rounds,
@@ -65,12 +85,30 @@ def keyrate(
             qber=qber,
             eps=eps,
             ec_efficiency=ec_efficiency,
+            setting_probabilities=settings,
         )
         out.update(result.to_dict())
+        if min_rounds:
+            out["minimum_rounds"] = minimum_rounds(
+                method=method,
+                chsh=chsh,
+                qber=qber,
+                eps=eps,
+                key_fraction=key_rounds / rounds,
+                test_fraction=test_rounds / rounds,
+                ec_efficiency=ec_efficiency,
+                setting_probabilities=settings,
+            )
     if json:
         print_json(out)
     else:
-        shown = {k: v for k, v in out.items() if k not in ("details", "settings", "inputs")}
+        shown = {
+            k: v
+            for k, v in out.items()
+            if k not in ("details", "settings", "inputs", "assumptions")
+        }
+        for i, assumption in enumerate(out.get("assumptions", []), start=1):
+            shown[f"assumption {i}"] = assumption
         if isinstance(shown.get("eps"), dict):
             shown["eps"] = {k: v for k, v in shown["eps"].items() if k != "composition"}
         stdout.print(kv_table("DI-QKD key rate", shown))

@@ -8,7 +8,10 @@ drawn independently as in the paper's protocol: Alice ``X = 0`` with probability
 ``Y = 2`` with ``p_y2`` and ``Y = 0, 1`` equally. With ``N`` rounds the expected numbers of key
 and test rounds are ``N p_x0 p_y2`` and ``N (1 - p_y2)``, and the finite key is the bound of the
 chosen method at the expected S and Q (a planning figure: the realised key fluctuates around it).
-The EAT bound needs equally likely test pairs, so for it ``p_x0 = 1/2``.
+
+Methods (:mod:`qrepeater.diqkd.keyrate`): ``phase-error`` and ``geat`` bound the protocol as run
+(test data announced); ``eat`` bounds the spot-checking variant, which needs equally likely test
+pairs, so for it ``p_x0 = 1/2``. Each point carries the method's protocol and assumptions.
 """
 
 from __future__ import annotations
@@ -47,10 +50,14 @@ class ProtocolPoint:
     hours: float
     finite_key_bits: int
     asymptotic_rate: float
+    protocol: str = ""
+    assumptions: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return asdict(self)
+        d = asdict(self)
+        d["assumptions"] = list(self.assumptions)
+        return d
 
 
 def _budget(*, hours: float | None, heralds: int | None) -> None:
@@ -88,6 +95,8 @@ def evaluate_protocol(
     n_key = round(n * p_x0 * p_y2)
     n_test = round(n * (1.0 - p_y2))
     bits, asym = 0, 0.0
+    protocol: str = ""
+    assumptions: tuple[str, ...] = ()
     if s > 2.0 and n_key >= 1 and n_test >= 1 and q < 0.5:
         res = finite_key(
             method=method,
@@ -103,6 +112,7 @@ def evaluate_protocol(
             ).probabilities(),
         )
         bits, asym = res.finite_key_bits, res.asymptotic_rate
+        protocol, assumptions = res.protocol, res.assumptions
     return ProtocolPoint(
         method=method,
         fiber_km=fiber_km,
@@ -118,6 +128,8 @@ def evaluate_protocol(
         hours=duration_h,
         finite_key_bits=bits,
         asymptotic_rate=asym,
+        protocol=protocol,
+        assumptions=assumptions,
     )
 
 
