@@ -5,6 +5,7 @@ The public API is re-exported here; everything else is internal and may change.
 
 from importlib import metadata as _metadata
 
+from qrepeater import kme  # ETSI GS QKD 014 client: qr.kme.Client
 from qrepeater.calibrate import CalibrationResult, calibrate
 from qrepeater.diqkd import (
     DistillConfig,
@@ -74,6 +75,7 @@ __all__ = [
     "distill",
     "estimate_bell",
     "finite_key",
+    "kme",
     "load_preset",
     "optimise_protocol",
     "read_run",

@@ -6,6 +6,7 @@ import typer
 
 from qrepeater.cli import diqkd as _diqkd
 from qrepeater.cli import keys as _keys
+from qrepeater.cli import kme as _kme
 from qrepeater.cli import link as _link
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.command("reproduce")(_link.reproduce_cmd)
 app.command("keyrate")(_keys.keyrate)
 app.command("reconcile")(_keys.reconcile)
 app.add_typer(_diqkd.app, name="diqkd", help="DI-QKD rounds, estimation and key distillation.")
+app.add_typer(_kme.app, name="kme", help="ETSI GS QKD 014 key management entity (KME).")
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Networked services (optional extra ``qrepeater[service]``): nodes and the ETSI GS QKD 014 KME."""
