@@ -8,6 +8,7 @@ from qrepeater.cli import diqkd as _diqkd
 from qrepeater.cli import keys as _keys
 from qrepeater.cli import kme as _kme
 from qrepeater.cli import link as _link
+from qrepeater.cli import sweep as _sweep
 
 app = typer.Typer(
     name="qrepeater",
@@ -23,6 +24,9 @@ app.command("presets")(_link.presets)
 app.command("reproduce")(_link.reproduce_cmd)
 app.command("keyrate")(_keys.keyrate)
 app.command("reconcile")(_keys.reconcile)
+app.command("sweep")(_sweep.sweep)
+app.command("results")(_sweep.results)
+app.command("plot")(_sweep.plot)
 app.add_typer(_diqkd.app, name="diqkd", help="DI-QKD rounds, estimation and key distillation.")
 app.add_typer(_kme.app, name="kme", help="ETSI GS QKD 014 key management entity (KME).")
 
