@@ -1,0 +1,365 @@
+"""Exact waiting-time distribution and delivered state of nested repeater chains.
+
+The probability-tracking algorithm of Brand, Coopmans & Elkouss, IEEE JSAC 38, 619 (2020)
+("Efficient computation of the waiting time and fidelity in quantum repeater chains", Sec. IV,
+the deterministic algorithm), with the memory cut-off of Li, Coopmans, Emonts, Goodenough,
+Elkouss & Wehner, IEEE TQE 2, 1 (2021) ("Efficient optimization of cut-offs in quantum repeater
+chains"), extended from the Werner parameter to the three ``psi+``-frame correlators of
+:mod:`.segments`.
+
+For every sub-chain we keep, on integer times ``t = 0 .. M-1`` (attempts), ``P(t) = Pr(T = t)``
+and ``W(t) = P(t) E[f | T = t]`` (three rows). Joining two sub-chains at a swap node, with
+``T_A, T_B`` independent and the older pair waiting ``d = |T_A - T_B|`` attempts:
+
+* success (``d <= t_cut``) ends at ``t = max``: ``S(t) = P_A(t) sum_{d=0}^{c} P_B(t-d) + P_B(t)
+  sum_{d=1}^{c} P_A(t-d)``; the state is the product of both (the older one decayed by
+  ``exp(-g d)``), so ``W_S(t) = W_A(t) sum_d W_B(t-d) e^{-gd} + W_B(t) sum_{d>=1} W_A(t-d)
+  e^{-gd}`` (a one-pole recursive filter, O(M));
+* failure (the older pair reaches ``t_cut`` first) ends at ``t = min + t_cut``: ``F(t) = P_A(t -
+  c) Pr(T_B > t) + P_B(t - c) Pr(T_A > t)``; both inputs are regenerated (Li et al. 2021, the
+  memory-time cut-off);
+* repeating until success is a compound sum, ``G(z) = S(z) / (1 - F(z))`` in generating
+  functions, and a probabilistic swap of success ``a`` repeats the whole join:
+  ``Out(z) = a G(z) / (1 - (1-a) G(z))`` (BCE Eq. (8)-(10)); the state rows follow the same
+  sums with ``W`` in the numerator. Classical communication adds ``D`` attempts to every
+  join (the swap outcome reaching the sub-chain's end nodes), during which the pair decays.
+
+The power-series divisions are done with FFTs of length ``>= 2M``, so circular aliasing only
+folds back probability mass beyond ``2M``: the error is below the neglected tail mass. Nothing is
+ever exponentiated with a positive exponent (no tilting), so long truncations cannot overflow, and
+decay factors are formed as ``exp(-g d)`` directly (underflow to 0 is exact to double precision).
+The truncation ``M`` is doubled until the neglected mass ``1 - sum P`` is below ``tol``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.signal import fftconvolve, lfilter
+
+from qrepeater.errors import ParameterError
+from qrepeater.repeater.purification import purify
+from qrepeater.repeater.segments import Segment, SwapNoise
+
+FloatArray = npt.NDArray[np.float64]
+
+#: largest truncation (attempts) the exact engine will allocate
+MAX_TRUNCATION = 1 << 23
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Truncated distribution of the delivery time and the delivered state.
+
+    ``pmf[t] = Pr(T = t)`` for ``t < len(pmf)`` (attempts); ``weighted[c, t] = Pr(T = t)
+    E[f_c | T = t]``.
+    """
+
+    pmf: FloatArray
+    weighted: FloatArray
+
+    @property
+    def coverage(self) -> float:
+        """Probability mass inside the truncation."""
+        return float(self.pmf.sum())
+
+    @property
+    def truncation(self) -> int:
+        """Number of time steps kept."""
+        return int(self.pmf.size)
+
+    @property
+    def mean_wait(self) -> float:
+        """``E[T | T < M]`` in attempts (the neglected mass is at most ``1 - coverage``)."""
+        t = np.arange(self.pmf.size, dtype=np.float64)
+        return float(t @ self.pmf) / self.coverage
+
+    def quantiles(self, qs: npt.ArrayLike) -> FloatArray:
+        """Waiting-time quantiles (smallest ``t`` with ``Pr(T <= t) >= q``) in attempts."""
+        cdf = np.cumsum(self.pmf)
+        q = np.asarray(qs, dtype=np.float64)
+        return np.searchsorted(cdf, q * cdf[-1]).astype(np.float64)
+
+    @property
+    def mean_state(self) -> FloatArray:
+        """``E[f]`` over the covered mass."""
+        return np.asarray(self.weighted.sum(axis=1) / self.coverage)
+
+    def conditional_state(self) -> FloatArray:
+        """``E[f | T = t]`` (NaN where ``Pr(T = t)`` vanishes)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(self.weighted / self.pmf)
+
+
+def _geometric(p: float, m: int) -> FloatArray:
+    t = np.arange(m, dtype=np.float64)
+    out = np.exp(math.log(p) + (t - 1.0) * math.log1p(-p)) if p < 1 else (t == 1).astype(float)
+    out[0] = 0.0
+    return np.asarray(out)
+
+
+def _window(x: FloatArray, c: int | None) -> FloatArray:
+    """``y[t] = sum_{d=0}^{c} x[t-d]`` (all ``d`` when ``c`` is None)."""
+    cs = np.cumsum(x)
+    if c is None or c + 1 >= x.size:
+        return cs
+    out = cs.copy()
+    out[c + 1 :] -= cs[: -(c + 1)]
+    return out
+
+
+def _decayed_window(x: FloatArray, g: float, c: int | None) -> FloatArray:
+    """``y[t] = sum_{d=0}^{c} x[t-d] exp(-g d)`` by a one-pole recursive filter."""
+    r = math.exp(-g)
+    y = np.asarray(lfilter([1.0], [1.0, -r], x))
+    if c is not None and c + 1 < x.size:
+        fall = math.exp(-g * (c + 1))
+        if fall > 0:
+            y[c + 1 :] -= fall * y[: -(c + 1)]
+    return y
+
+
+def _shift(x: FloatArray, k: int) -> FloatArray:
+    """``y[t] = x[t - k]`` (zeros shifted in), along the last axis."""
+    if k == 0:
+        return x
+    out = np.zeros_like(x)
+    if k < x.shape[-1]:
+        out[..., k:] = x[..., :-k]
+    return out
+
+
+def _series_divide(nums: FloatArray, den: FloatArray) -> FloatArray:
+    """Power series ``nums / (1 - den)`` truncated to ``M`` terms (rows of ``nums``)."""
+    m = den.size
+    n = 1 << int(math.ceil(math.log2(2 * m)))
+    d = 1.0 - np.fft.rfft(den, n)
+    out = np.fft.irfft(np.fft.rfft(nums, n, axis=-1) / d, n, axis=-1)[..., :m]
+    return np.asarray(out)
+
+
+def _finish(
+    s: FloatArray,
+    sw: FloatArray,
+    f: FloatArray,
+    *,
+    decay: FloatArray,
+    delay: int,
+    swap_probability: float,
+    noise: FloatArray | None,
+) -> tuple[FloatArray, FloatArray]:
+    """Compound over cut-off failures, add the delay, the noise and the swap success."""
+    both = _series_divide(np.vstack([s[None, :], sw]), f) if np.any(f) else np.vstack([s, sw])
+    g, gw = both[0], both[1:]
+    if noise is not None:
+        gw = gw * noise[:, None]
+    if delay:
+        g = _shift(g, delay)
+        gw = _shift(gw, delay) * np.exp(-decay * delay)[:, None]
+    a = swap_probability
+    if a < 1.0:
+        out = a * _series_divide(np.vstack([g[None, :], gw]), (1.0 - a) * g)
+        g, gw = out[0], out[1:]
+    return np.clip(g, 0.0, None), gw
+
+
+def join_swap(
+    a: Distribution,
+    b: Distribution,
+    *,
+    decay: FloatArray,
+    cutoff: int | None,
+    swap_probability: float = 1.0,
+    noise: SwapNoise | None = None,
+    delay: int = 0,
+) -> Distribution:
+    """Distribution of the pair made by swapping the outputs of two sub-chains."""
+    pa, pb = a.pmf, b.pmf
+    s = pa * _window(pb, cutoff) + pb * (_window(pa, cutoff) - pa)
+    sw = np.empty_like(a.weighted)
+    for c in range(3):
+        wa, wb = a.weighted[c], b.weighted[c]
+        sw[c] = wa * _decayed_window(wb, float(decay[c]), cutoff) + wb * (
+            _decayed_window(wa, float(decay[c]), cutoff) - wa
+        )
+    f = np.zeros_like(pa)
+    if cutoff is not None and cutoff + 1 < pa.size:
+        surv_a = np.clip(1.0 - np.cumsum(pa), 0.0, None)
+        surv_b = np.clip(1.0 - np.cumsum(pb), 0.0, None)
+        f = _shift(pa, cutoff) * surv_b + _shift(pb, cutoff) * surv_a
+    g, gw = _finish(
+        s,
+        sw,
+        f,
+        decay=decay,
+        delay=delay,
+        swap_probability=swap_probability,
+        noise=None if noise is None else noise.factors,
+    )
+    return Distribution(pmf=g, weighted=gw)
+
+
+def elementary(segment: Segment, m: int) -> Distribution:
+    """Generation of one segment: ``Geom(p_eff)`` on ``{1, 2, ...}``, state ``f0``."""
+    pmf = _geometric(segment.p_eff, m)
+    return Distribution(pmf=pmf, weighted=segment.f0[:, None] * pmf[None, :])
+
+
+def purified_elementary(
+    segment: Segment, m: int, *, method: str, cutoff: int | None, delay: int = 0
+) -> Distribution:
+    """Two pairs generated in parallel on one segment (two memories per side), the older one
+    stored until the younger arrives, then purified; failure regenerates both.
+
+    The kernels ``n(d)`` and ``n(d) f_out(d)`` (success probability and output of
+    :func:`~qrepeater.repeater.purification.purify` when the older pair waited ``d``) are
+    exact because both inputs are fresh pairs with a known state.
+    """
+    p = _geometric(segment.p, m)
+    dmax = m - 1 if cutoff is None else min(cutoff, m - 1)
+    d = np.arange(dmax + 1, dtype=np.float64)
+    older = segment.f0[:, None] * np.exp(-segment.decay[:, None] * d[None, :])
+    fresh = np.broadcast_to(segment.f0[:, None], older.shape)
+    n, fout = purify(fresh, older, method)
+    k_state = n[None, :] * fout
+
+    def pair_sum(kernel: FloatArray) -> FloatArray:
+        # sum over (t1, t2) with max = t and |t1 - t2| = d <= cutoff of P(t1) P(t2) kernel(d)
+        conv = fftconvolve(p, kernel)[:m]
+        return np.asarray(2.0 * p * conv - p * p * kernel[0])
+
+    s = np.clip(pair_sum(n), 0.0, None)
+    sw = np.vstack([pair_sum(k_state[c]) for c in range(3)])
+    # purification failed at max, known to both nodes after the outcome exchange
+    f = _shift(np.clip(pair_sum(np.ones_like(n)) - s, 0.0, None), delay)
+    if cutoff is not None and cutoff + 1 < m:
+        surv = np.clip(1.0 - np.cumsum(p), 0.0, None)
+        f = f + 2.0 * _shift(p, cutoff) * surv
+    g, gw = _finish(
+        s, sw, f, decay=segment.decay, delay=delay, swap_probability=1.0, noise=None
+    )
+    return Distribution(pmf=g, weighted=gw)
+
+
+@dataclass(frozen=True)
+class NestedPlan:
+    """Everything the exact and Monte-Carlo engines need for a nested-doubling chain.
+
+    ``cutoffs[k]``/``delays[k]``: cut-off (attempts, None for none) and classical delay of the
+    joins at level ``k`` (level 0 joins elementary pairs); ``purify``/``purify_cutoff``/
+    ``purify_delay``: optional segment-level purification.
+    """
+
+    segments: tuple[Segment, ...]
+    swap_probability: float
+    noise: SwapNoise
+    cutoffs: tuple[int | None, ...]
+    delays: tuple[int, ...]
+    purify: str | None = None
+    purify_cutoff: int | None = None
+    purify_delay: int = 0
+
+    def __post_init__(self) -> None:
+        n = len(self.segments)
+        if n < 1 or n & (n - 1):
+            raise ParameterError(
+                f"nested doubling needs a power-of-two number of segments, got {n}"
+            )
+        levels = n.bit_length() - 1
+        if len(self.cutoffs) != levels or len(self.delays) != levels:
+            raise ParameterError(f"need {levels} cut-offs and delays, one per nesting level")
+        if not 0.0 < self.swap_probability <= 1.0:
+            raise ParameterError(
+                f"swap probability must lie in (0, 1], got {self.swap_probability}"
+            )
+        g = self.segments[0].decay
+        for s in self.segments:
+            if not np.allclose(s.decay, g) or s.dt_s != self.segments[0].dt_s:
+                raise ParameterError("all segments must share the attempt period and memory")
+
+    @property
+    def levels(self) -> int:
+        """Number of nesting levels, ``log2 N``."""
+        return len(self.segments).bit_length() - 1
+
+    def rough_mean(self) -> float:
+        """A rough mean waiting time (attempts) used to size the first truncation."""
+        m = max(1.0 / s.p_eff for s in self.segments)
+        if self.purify:
+            m *= 3.0
+        for k in range(self.levels):
+            m = (1.5 * m + self.delays[k]) / self.swap_probability
+        return m
+
+
+def nested_distribution(plan: NestedPlan, m: int) -> Distribution:
+    """The end-to-end distribution at truncation ``m`` (no tolerance loop)."""
+    decay = plan.segments[0].decay
+    layer: list[Distribution] = []
+    for seg in plan.segments:
+        if plan.purify:
+            layer.append(
+                purified_elementary(
+                    seg, m, method=plan.purify, cutoff=plan.purify_cutoff, delay=plan.purify_delay
+                )
+            )
+        else:
+            layer.append(elementary(seg, m))
+    for k in range(plan.levels):
+        layer = [
+            join_swap(
+                layer[i],
+                layer[i + 1],
+                decay=decay,
+                cutoff=plan.cutoffs[k],
+                swap_probability=plan.swap_probability,
+                noise=plan.noise,
+                delay=plan.delays[k],
+            )
+            for i in range(0, len(layer), 2)
+        ]
+    return layer[0]
+
+
+def solve(
+    plan: NestedPlan, *, tol: float = 1e-6, max_truncation: int = MAX_TRUNCATION
+) -> Distribution:
+    """End-to-end distribution with neglected probability mass below ``tol``.
+
+    Raises :class:`ParameterError` when even ``max_truncation`` attempts leave more than ``tol``
+    uncovered (no end-to-end pair in any reasonable time).
+    """
+    if not 0.0 < tol < 1.0:
+        raise ParameterError(f"tolerance must lie in (0, 1), got {tol}")
+    mean = plan.rough_mean()
+    if not math.isfinite(mean) or mean * 4 > max_truncation:
+        raise ParameterError(
+            f"no end-to-end pair in any reasonable time: about {mean:.3g} attempts expected, "
+            f"beyond the {max_truncation:,}-attempt truncation limit"
+        )
+    m = 1 << max(6, int(math.ceil(math.log2(8 * mean + 16))))
+    while True:
+        dist = nested_distribution(plan, m)
+        if 1.0 - dist.coverage <= tol:
+            return dist
+        if m >= max_truncation:
+            raise ParameterError(
+                f"no end-to-end pair in any reasonable time: {1 - dist.coverage:.2g} of the "
+                f"probability lies beyond {m:,} attempts (tolerance {tol:g})"
+            )
+        m = min(2 * m, max_truncation)
+
+
+__all__ = [
+    "MAX_TRUNCATION",
+    "Distribution",
+    "NestedPlan",
+    "elementary",
+    "join_swap",
+    "nested_distribution",
+    "purified_elementary",
+    "solve",
+]
