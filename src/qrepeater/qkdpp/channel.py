@@ -91,6 +91,63 @@ class PublicChannel:
         return count_bits(self.log, prefix=prefix, sender=sender)
 
 
+class Mailbox:
+    """One party's end of a sans-IO channel: what the party sends goes to :attr:`outbox`, what the
+    caller delivers (:meth:`deliver`) is received in order. Implements :class:`Channel` for that
+    one party, so the channel-based halves (``verify_send``, ``AliceReconciler`` ...) run
+    unchanged inside a sans-IO party object. ``log`` holds every message sent *and* received,
+    so ``bits_sent`` counts the bits of both directions that this party has seen (the public
+    transcript, as far as it knows it).
+    """
+
+    def __init__(self, party: Party) -> None:
+        if party not in PARTIES:
+            raise ParameterError(f"unknown party {party!r}")
+        self.party: Party = party
+        self.inbox: deque[Message] = deque()
+        self.outbox: list[Message] = []
+        self.log: list[Message] = []
+
+    def send(self, sender: Party, kind: str, payload: bytes, *, bits: int | None = None) -> None:
+        if sender != self.party:
+            raise ParameterError(f"{self.party}'s mailbox cannot send as {sender}")
+        nbits = 8 * len(payload) if bits is None else int(bits)
+        if nbits < 0 or nbits > 8 * len(payload):
+            raise ValueError(f"bits={nbits} does not fit a payload of {len(payload)} bytes")
+        msg = Message(sender=sender, kind=kind, payload=bytes(payload), bits=nbits)
+        self.outbox.append(msg)
+        self.log.append(msg)
+
+    def deliver(self, msg: Message) -> None:
+        """Hand the party a message from its peer."""
+        if msg.sender != other(self.party):
+            raise ParameterError(f"{self.party} only receives messages from its peer")
+        if not 0 <= msg.bits <= 8 * len(msg.payload):
+            raise ProtocolAbort("channel", "message declares more bits than its payload holds")
+        self.inbox.append(msg)
+
+    def receive(self, receiver: Party, kind: str) -> bytes:
+        if receiver != self.party:
+            raise ParameterError(f"{self.party}'s mailbox cannot receive for {receiver}")
+        if not self.inbox:
+            raise ProtocolAbort("channel", f"{receiver} expected a '{kind}' message, none arrived")
+        msg = self.inbox.popleft()
+        self.log.append(msg)
+        if msg.kind != kind:
+            raise ProtocolAbort(
+                "channel", f"{receiver} expected a '{kind}' message, got '{msg.kind}'"
+            )
+        return msg.payload
+
+    def drain(self) -> list[Message]:
+        """Take the messages sent since the last call."""
+        out, self.outbox = self.outbox, []
+        return out
+
+    def bits_sent(self, *, prefix: str | None = None, sender: Party | None = None) -> int:
+        return count_bits(self.log, prefix=prefix, sender=sender)
+
+
 def count_bits(
     log: list[Message], *, prefix: str | None = None, sender: Party | None = None
 ) -> int:
