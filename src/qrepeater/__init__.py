@@ -1,25 +1,18 @@
 """qrepeater: calibrated trapped-ion network links, memories and DI-QKD.
 
 The public API is re-exported here; everything else is internal and may change.
+
+Names are imported lazily (PEP 562 ``__getattr__``): ``import qrepeater`` stays cheap, so the
+command line starts fast, and ``qrepeater.distill`` imports :mod:`qrepeater.diqkd.pipeline` on
+first use. To export a name, add one ``"name": "module"`` entry to ``_LAZY`` and the name to
+``__all__`` (and, for type checkers, to the ``TYPE_CHECKING`` imports).
 """
 
-from importlib import metadata as _metadata
+from __future__ import annotations
 
-from qrepeater import kme  # ETSI GS QKD 014 client: qr.kme.Client
-from qrepeater.calibrate import CalibrationResult, calibrate
-from qrepeater.diqkd import (
-    DistillConfig,
-    DistillResult,
-    asymptotic_rate,
-    distill,
-    estimate_bell,
-    finite_key,
-    optimise_protocol,
-    read_run,
-    reconcile,
-    simulate_from_preset,
-    write_run,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from qrepeater.errors import (
     AuthenticationError,
     CalibrationError,
@@ -30,23 +23,85 @@ from qrepeater.errors import (
     ReconciliationError,
     RecordError,
 )
-from qrepeater.hardware import LinkHardware, Memory
-from qrepeater.link.heralding import ElementaryLink, Mechanisms
-from qrepeater.link.sampler import HeraldSamples, sample_attempts, sample_heralds
-from qrepeater.link.storage import (
-    StoredLink,
-    delivery_fidelity,
-    delivery_threshold,
-    required_coherence_time,
-    swap_requirements,
-)
-from qrepeater.presets import Preset, available_presets, load_preset, write_preset
 
-try:
-    __version__ = _metadata.version("qrepeater")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare source tree
-    __version__ = "0+unknown"
+#: public name -> module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "CalibrationResult": "qrepeater.calibrate",
+    "calibrate": "qrepeater.calibrate",
+    "DistillConfig": "qrepeater.diqkd.pipeline",
+    "DistillResult": "qrepeater.diqkd.pipeline",
+    "distill": "qrepeater.diqkd.pipeline",
+    "asymptotic_rate": "qrepeater.diqkd.keyrate",
+    "finite_key": "qrepeater.diqkd.keyrate",
+    "estimate_bell": "qrepeater.diqkd.estimate",
+    "optimise_protocol": "qrepeater.diqkd.optimize",
+    "read_run": "qrepeater.diqkd.records",
+    "write_run": "qrepeater.diqkd.records",
+    "simulate_from_preset": "qrepeater.diqkd.rounds",
+    "reconcile": "qrepeater.qkdpp.reconciliation",
+    "LinkHardware": "qrepeater.hardware",
+    "Memory": "qrepeater.hardware",
+    "ElementaryLink": "qrepeater.link.heralding",
+    "Mechanisms": "qrepeater.link.heralding",
+    "HeraldSamples": "qrepeater.link.sampler",
+    "sample_attempts": "qrepeater.link.sampler",
+    "sample_heralds": "qrepeater.link.sampler",
+    "StoredLink": "qrepeater.link.storage",
+    "delivery_fidelity": "qrepeater.link.storage",
+    "delivery_threshold": "qrepeater.link.storage",
+    "required_coherence_time": "qrepeater.link.storage",
+    "swap_requirements": "qrepeater.link.storage",
+    "Preset": "qrepeater.presets",
+    "available_presets": "qrepeater.presets",
+    "load_preset": "qrepeater.presets",
+    "write_preset": "qrepeater.presets",
+}
 
+if TYPE_CHECKING:  # what the lazy table provides, for type checkers and IDEs
+    from qrepeater.calibrate import CalibrationResult, calibrate
+    from qrepeater.diqkd.estimate import estimate_bell
+    from qrepeater.diqkd.keyrate import asymptotic_rate, finite_key
+    from qrepeater.diqkd.optimize import optimise_protocol
+    from qrepeater.diqkd.pipeline import DistillConfig, DistillResult, distill
+    from qrepeater.diqkd.records import read_run, write_run
+    from qrepeater.diqkd.rounds import simulate_from_preset
+    from qrepeater.hardware import LinkHardware, Memory
+    from qrepeater.link.heralding import ElementaryLink, Mechanisms
+    from qrepeater.link.sampler import HeraldSamples, sample_attempts, sample_heralds
+    from qrepeater.link.storage import (
+        StoredLink,
+        delivery_fidelity,
+        delivery_threshold,
+        required_coherence_time,
+        swap_requirements,
+    )
+    from qrepeater.presets import Preset, available_presets, load_preset, write_preset
+    from qrepeater.qkdpp.reconciliation import reconcile
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            version = metadata.version("qrepeater")
+        except metadata.PackageNotFoundError:  # pragma: no cover - a bare source tree
+            version = "0+unknown"
+        globals()["__version__"] = version
+        return version
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qrepeater' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "__version__"})
+
+
+# every public name: the errors above and the keys of _LAZY (a test checks they agree)
 __all__ = [
     "AuthenticationError",
     "CalibrationError",
@@ -75,7 +130,6 @@ __all__ = [
     "distill",
     "estimate_bell",
     "finite_key",
-    "kme",
     "load_preset",
     "optimise_protocol",
     "read_run",

@@ -6,12 +6,14 @@ import functools
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from qrepeater.errors import ProtocolAbort, QRepeaterError
 
@@ -29,28 +31,67 @@ stdout = _console(stderr=False)
 stderr = _console(stderr=True)
 
 
+def one_line(message: object) -> str:
+    """``message`` on one line (whitespace runs, newlines included, become one space)."""
+    return " ".join(str(message).split())
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a one-line error to stderr and return the Exit to raise."""
-    line = " ".join(str(message).split())
-    stderr.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+    """Print a one-line error to stderr and return the Exit to raise.
+
+    The message is user text (paths, preset names, run ids): it is printed literally, never
+    interpreted as rich markup, so ``[/x]`` neither crashes nor disappears.
+    """
+    stderr.print(
+        Text.assemble(("error:", "bold red"), " ", one_line(message)),
+        highlight=False,
+        soft_wrap=True,
+    )
     return typer.Exit(code)
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn library errors into a one-line message and exit status 2 (no traceback)."""
+    """Turn library errors into a one-line message and exit status 2 (3 for a protocol abort),
+    with no traceback and no warning lines before it (numpy's RuntimeWarnings are silenced:
+    the library checks its results itself and raises when they are unusable)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return func(*args, **kwargs)
         except ProtocolAbort as exc:
             raise fail(f"aborted ({exc.reason}): {exc}", 3) from None
         except QRepeaterError as exc:
             raise fail(str(exc)) from None
+        except (MemoryError, OverflowError) as exc:
+            raise fail(f"input too large for this machine ({type(exc).__name__})") from None
         except OSError as exc:
-            raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+            where = f": {exc.filename}" if exc.filename else ""
+            raise fail(f"{exc.strerror or exc}{where}") from None
 
     return wrapper
+
+
+def _usage_error_one_line(self: Any) -> None:
+    """Click usage errors as one line on stderr (replaces typer's multi-line rich panel)."""
+    if type(self).__name__ == "NoArgsIsHelpError":  # help was shown instead
+        return
+    ctx = getattr(self, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    hint = " (see --help)" if ctx is not None else ""
+    sys.stderr.write(f"error: {where}{one_line(self.format_message())}{hint}\n")
+    sys.stderr.flush()
+
+
+def _install_usage_error_format() -> None:
+    import typer.rich_utils
+
+    typer.rich_utils.rich_format_error = _usage_error_one_line
+
+
+_install_usage_error_format()
 
 
 def jsonable(obj: Any) -> Any:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn
 
-from qrepeater.calibrate import calibrate as run_calibration
 from qrepeater.cli._common import handle_errors, kv_table, print_json, rows_table, stderr, stdout
 from qrepeater.errors import PresetError
-from qrepeater.link.heralding import ElementaryLink
-from qrepeater.link.storage import StoredLink
-from qrepeater.presets import DEFAULT_PRESET, available_presets, load_preset, write_preset
-from qrepeater.report.reproduce import ProgressEvent, reproduce
+
+if TYPE_CHECKING:
+    from qrepeater.link.heralding import ElementaryLink
+
+# heavy modules (scipy, matplotlib, the report machinery) are imported inside the commands, so
+# `qrepeater --help` and `link` start fast
+DEFAULT_PRESET = "ustc2025"
 
 PresetOpt = Annotated[str, typer.Option("--preset", help="Preset name or path to a .toml file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
@@ -25,6 +26,9 @@ AlphaOpt = Annotated[
 
 
 def _link(preset: str, alpha: float | None, fiber_km: float | None) -> ElementaryLink:
+    from qrepeater.link.heralding import ElementaryLink
+    from qrepeater.presets import load_preset
+
     return ElementaryLink.from_preset(load_preset(preset), alpha=alpha, fiber_km=fiber_km)
 
 
@@ -54,6 +58,8 @@ def memory(
     json: JsonOpt = False,
 ) -> None:
     """Storage in the memories: F(t), wait-averaged fidelity, deterministic delivery, swap."""
+    from qrepeater.link.storage import StoredLink
+
     summary = StoredLink(_link(preset, alpha, fiber_km)).summary(window_s=window_s)
     if json:
         print_json(summary)
@@ -70,6 +76,9 @@ def calibrate(
     json: JsonOpt = False,
 ) -> None:
     """Re-derive the fitted parameters of a preset from its targets."""
+    from qrepeater.calibrate import calibrate as run_calibration
+    from qrepeater.presets import load_preset, write_preset
+
     p = load_preset(preset)
     result = run_calibration(p)
     rows = [
@@ -109,6 +118,8 @@ def calibrate(
 @handle_errors
 def presets(json: JsonOpt = False) -> None:
     """List the shipped presets."""
+    from qrepeater.presets import available_presets, load_preset
+
     infos = []
     for name in available_presets():
         p = load_preset(name)
@@ -135,6 +146,11 @@ def reproduce_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Reproduce the paper's numbers and figures on a preset."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from qrepeater.presets import load_preset
+    from qrepeater.report.reproduce import ProgressEvent, reproduce
+
     p = load_preset(preset)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), console=stderr, transient=True, disable=json

@@ -130,10 +130,38 @@ class ElementaryLink:
         km = finite("ElementaryLink", "fiber_km", fiber_km)
         if km < 0:
             raise ParameterError(f"fiber length must be non-negative, got {fiber_km} km")
+        if not isinstance(hardware, LinkHardware):
+            raise ParameterError(f"hardware must be a LinkHardware, got {type(hardware).__name__}")
+        if mechanisms is not None and not isinstance(mechanisms, Mechanisms):
+            raise ParameterError(f"mechanisms must be Mechanisms, got {type(mechanisms).__name__}")
         self.hardware = hardware
         self.alpha = a
         self.fiber_km = km
         self.mechanisms = mechanisms or Mechanisms()
+        self._check_heralds()
+
+    def _check_heralds(self) -> None:
+        """Refuse a link whose model has no meaning: no photon survives the fibre, every
+        detection window holds a noise click, or no attempt can herald."""
+        ea, eb = self.node_efficiencies
+        if not (ea > 0.0 and eb > 0.0):
+            raise ParameterError(
+                f"no photon survives {self.fiber_km:g} km of fibre (node efficiency underflows to "
+                "0): the link never heralds a photon"
+            )
+        q = self.noise_click_probability
+        if not 0.0 <= q < 1.0:
+            raise ParameterError(
+                "every detection window holds a noise click (dark_count_cps x window_s too "
+                f"large, click probability {q:g}): no herald can be told from noise"
+            )
+        p_h = self.composition.total
+        period = self.attempt_period_s
+        if not (math.isfinite(p_h) and p_h > 0.0) or not (math.isfinite(period) and period > 0):
+            raise ParameterError(
+                f"the link at alpha={self.alpha:g}, {self.fiber_km:g} km has herald probability "
+                f"{p_h:g} per attempt and attempt period {period:g} s: no usable heralds"
+            )
 
     @classmethod
     def from_preset(

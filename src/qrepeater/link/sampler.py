@@ -11,6 +11,8 @@ loss, bunching, noise clicks) and exists to cross-check the fast path.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,13 +51,40 @@ class HeraldSamples:
 
 
 def _rng(seed: int | np.random.Generator | np.random.SeedSequence | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if isinstance(seed, np.random.Generator):
+        return seed
+    plain = seed is None or isinstance(seed, np.random.SeedSequence)
+    if not plain and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+        raise ParameterError(
+            f"seed must be a non-negative integer, a SeedSequence or a Generator, got {seed!r}"
+        )
+    return np.random.default_rng(seed)
 
 
-def _check_count(n: int, what: str) -> int:
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ParameterError(f"{what} must be a positive integer, got {n}")
-    return int(n)
+#: bytes of memory a herald takes while it is drawn (arrays and temporaries), for the size check
+_BYTES_PER_SAMPLE = 64
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_count(n: int, what: str, *, per_item: int = _BYTES_PER_SAMPLE) -> int:
+    """``n`` as a positive int that fits in this machine's memory, or a ParameterError."""
+    ok = isinstance(n, int | np.integer | float) and not isinstance(n, bool)
+    if not ok or not math.isfinite(n) or int(n) != n or n < 1:
+        raise ParameterError(f"{what} must be a positive integer, got {n!r}")
+    count = int(n)
+    memory = _memory_bytes()
+    if memory is not None and count * per_item > memory:
+        raise ParameterError(
+            f"{what} = {count:,} needs about {count * per_item / 2**30:,.0f} GiB, more than this "
+            f"machine's {memory / 2**30:,.0f} GiB; draw it in batches"
+        )
+    return count
 
 
 def sample_heralds(
