@@ -191,7 +191,7 @@ def sweep(
             if not in_flight:
                 break
             finished, _ = ex.wait_any(set(in_flight), timeout=1.0)
-            for fut in finished:
+            for fut in [f for f in in_flight if f in finished]:  # in submission order
                 popped = in_flight.pop(fut, None)
                 if popped is None:
                     continue  # cancelled above, after an early stop

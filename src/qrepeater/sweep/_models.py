@@ -285,9 +285,9 @@ def _keyrate_counts(p: Params) -> tuple[int, int, int] | None:
     if "test_fraction" in p:
         if "key_rounds" in p or "test_rounds" in p:
             raise SpecError("give either test_fraction or key_rounds and test_rounds, not both")
-        tf = float(p["test_fraction"])
-        kf = float(p.get("key_fraction", 1.0 - tf))
-        return n, round(kf * n), round(tf * n)
+        t = round(float(p["test_fraction"]) * n)
+        k = n - t if "key_fraction" not in p else round(float(p["key_fraction"]) * n)
+        return n, k, t
     if "key_rounds" not in p or "test_rounds" not in p:
         raise SpecError("'rounds' needs key_rounds and test_rounds, or test_fraction")
     return n, int(p["key_rounds"]), int(p["test_rounds"])

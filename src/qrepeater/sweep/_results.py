@@ -139,7 +139,7 @@ def result_of(pieces: Mapping[int, StoredPiece]) -> TaskResult:
 
 
 class ResultTable:
-    """Rows of :class:`TaskResult` in store order; converts to Arrow and pandas.
+    """Rows of :class:`TaskResult` sorted by model and parameters; converts to Arrow, pandas.
 
     ``conflicts`` lists parameter sets stored under more than one strong id (another package
     version or preset content): such rows are never merged, and the caller is told.
@@ -199,9 +199,18 @@ class ResultTable:
         return self.to_arrow().to_pandas()
 
 
+def _order(r: TaskResult) -> tuple[Any, ...]:
+    """Rows sorted by model, then parameters (numbers before text), then provenance."""
+    params = tuple(
+        (k, (0, float(v), "") if isinstance(v, int | float) else (1, 0.0, str(v)))
+        for k, v in sorted(r.params.items())
+    )
+    return (r.model, params, r.version, r.preset_digest)
+
+
 def table_from_pieces(pieces: tuple[StoredPiece, ...], *, torn_tail: bool) -> ResultTable:
     grouped = group_pieces(pieces)
-    rows = [result_of(by_piece) for by_piece in grouped.values()]
+    rows = sorted((result_of(by_piece) for by_piece in grouped.values()), key=_order)
     by_sig: dict[str, list[TaskResult]] = {}
     for sid, by_piece in grouped.items():
         sig = next(iter(by_piece.values())).signature()

@@ -42,7 +42,7 @@ from qrepeater.sweep._errors import SpecError
 from qrepeater.sweep._models import get_model, make_task
 from qrepeater.sweep._task import SampleBudget, Task
 
-_TOP = ("model", "preset", "combine", "fixed", "axes", "budget", "title", "description", "plot")
+_TOP = ("model", "preset", "combine", "fixed", "axes", "budget", "title", "description")
 _AXIS_FORMS = ("linspace", "logspace", "range", "values")
 _BUDGET = ("max_samples", "piece_samples", "rel_error", "target")
 _MAX_TASKS = 1_000_000
@@ -64,7 +64,6 @@ class SweepSpec:
     budget: SampleBudget | None
     tasks: tuple[Task, ...]
     title: str = ""
-    plot: Mapping[str, Any] | None = None
 
 
 def _number(axis: str, v: object) -> float:
@@ -146,6 +145,11 @@ def parse_spec(
     if both:
         raise SpecError(f"{where}: '{both[0]}' is both fixed and an axis")
     axes = {name: _axis_values(name, raw) for name, raw in axes_raw.items()}
+    for name, raw in axes_raw.items():
+        spec = model.param(name)
+        if isinstance(raw, dict) and spec is not None and spec.kind == "int":
+            # generated points of an integer parameter (rounds...) are rounded, repeats dropped
+            axes[name] = tuple(dict.fromkeys(round(v) for v in axes[name]))
     combine = doc.get("combine", "product")
     if combine not in ("product", "zip"):
         raise SpecError(f"{where}: combine must be 'product' or 'zip', got {combine!r}")
@@ -183,9 +187,6 @@ def parse_spec(
             tasks.append(make_task(model.name, params, preset=preset, budget=budget))
         except SpecError as exc:
             raise SpecError(f"{where}: {exc}") from None
-    plot = doc.get("plot")
-    if plot is not None and not isinstance(plot, dict):
-        raise SpecError(f"{where}: [plot] must be a table")
     return SweepSpec(
         model=model.name,
         preset=preset,
@@ -194,7 +195,6 @@ def parse_spec(
         budget=budget,
         tasks=tuple(tasks),
         title=str(doc.get("title", "")),
-        plot=plot,
     )
 
 
