@@ -34,7 +34,7 @@ u = (alpha - 1)/(2 - alpha), alpha in (1, 3/2), g(eps) = log(1/(1 - sqrt(1 - eps
 V = log(1 + 2 d_S^2) + sqrt(2 + Var(f)) and K_alpha the larger of the Dupuis-Fawzi and GEAT forms.
 Where the published statements differ or we could not check a constant we take the larger
 penalty, and say so here: the factor u instead of (alpha - 1) in front of V^2 and of K_alpha,
-log(1 + 2 d_S^2) instead of log(1 + 2 d_S) in V (this one costs about 4,500 bits on the paper's
+log(1 + 2 d_S^2) instead of log(1 + 2 d_S) in V (this one costs about 4,400 bits on the paper's
 statistics), the variance maximised over all distributions rather than the Tan et al. infimum
 over Delta - (alpha - 1) V, and Max f - Min f over all point masses. The tangent S_t and alpha
 are optimised numerically for the pre-agreed threshold (a deterministic function of N, the
