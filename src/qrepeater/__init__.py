@@ -55,6 +55,15 @@ _LAZY: dict[str, str] = {
     "available_presets": "qrepeater.presets",
     "load_preset": "qrepeater.presets",
     "write_preset": "qrepeater.presets",
+    "ResultTable": "qrepeater.sweep",
+    "SampleBudget": "qrepeater.sweep",
+    "SweepEvent": "qrepeater.sweep",
+    "collect": "qrepeater.sweep",
+    "load_spec": "qrepeater.sweep",
+    "make_executor": "qrepeater.sweep",
+    "make_task": "qrepeater.sweep",
+    "read_results": "qrepeater.sweep",
+    "sweep": "qrepeater.sweep",
 }
 
 if TYPE_CHECKING:  # what the lazy table provides, for type checkers and IDEs
@@ -77,6 +86,17 @@ if TYPE_CHECKING:  # what the lazy table provides, for type checkers and IDEs
     )
     from qrepeater.presets import Preset, available_presets, load_preset, write_preset
     from qrepeater.qkdpp.reconciliation import reconcile
+    from qrepeater.sweep import (
+        ResultTable,
+        SampleBudget,
+        SweepEvent,
+        collect,
+        load_spec,
+        make_executor,
+        make_task,
+        read_results,
+        sweep,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -120,18 +140,26 @@ __all__ = [
     "QRepeaterError",
     "ReconciliationError",
     "RecordError",
+    "ResultTable",
+    "SampleBudget",
     "StoredLink",
+    "SweepEvent",
     "__version__",
     "asymptotic_rate",
     "available_presets",
     "calibrate",
+    "collect",
     "delivery_fidelity",
     "delivery_threshold",
     "distill",
     "estimate_bell",
     "finite_key",
     "load_preset",
+    "load_spec",
+    "make_executor",
+    "make_task",
     "optimise_protocol",
+    "read_results",
     "read_run",
     "reconcile",
     "required_coherence_time",
@@ -139,6 +167,7 @@ __all__ = [
     "sample_heralds",
     "simulate_from_preset",
     "swap_requirements",
+    "sweep",
     "write_preset",
     "write_run",
 ]
