@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as json_module
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,6 +59,9 @@ def simulate(
 
     if rounds < 1:
         raise ParameterError(f"--rounds must be a positive integer, got {rounds}")
+    if seed < 0:
+        raise ParameterError(f"--seed must be a non-negative integer, got {seed}")
+    _check_memory(rounds)
     p = load_preset(preset)
     run = simulate_from_preset(p, n_rounds=rounds, seed=seed, fiber_km=fiber_km, alpha=alpha)
     est = estimate_bell(run.alice, run.bob)
@@ -99,6 +103,24 @@ def estimate(
         print_json(result)
     else:
         stdout.print(kv_table(f"DI-QKD estimate, run {run.metadata.run_id}", _short(result)))
+
+
+#: peak bytes per simulated round (both parties' columns, herald samples and temporaries)
+_BYTES_PER_ROUND = 256
+
+
+def _check_memory(rounds: int) -> None:
+    """Refuse a run that cannot fit in this machine's memory (instead of a MemoryError)."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return
+    need = rounds * _BYTES_PER_ROUND
+    if need > memory:
+        raise ParameterError(
+            f"--rounds {rounds:,} needs about {need / 2**30:,.0f} GiB of memory, this machine has "
+            f"{memory / 2**30:,.0f} GiB"
+        )
 
 
 def _short(d: dict[str, Any]) -> dict[str, Any]:

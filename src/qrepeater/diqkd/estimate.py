@@ -65,6 +65,8 @@ def _ratio(num: F64 | float, den: F64 | float) -> F64:
 def _arrays(
     alice: PartyRounds, bob: PartyRounds
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    if not isinstance(alice, PartyRounds) or not isinstance(bob, PartyRounds):
+        raise ParameterError("alice and bob must be PartyRounds records")
     if len(alice) != len(bob):
         raise ParameterError(f"Alice has {len(alice)} rounds and Bob {len(bob)}")
     if alice.party != "alice" or bob.party != "bob":
@@ -158,8 +160,11 @@ class BellEstimate:
 
 
 def estimate_bell(alice: PartyRounds, bob: PartyRounds) -> BellEstimate:
-    """CHSH and QBER estimates of a run from Alice's and Bob's aligned records."""
+    """CHSH and QBER estimates of a run from Alice's and Bob's aligned records (a run without
+    rounds raises :class:`~qrepeater.errors.ParameterError`; empty cells give NaN)."""
     x, y, parity = _arrays(alice, bob)
+    if x.size == 0:
+        raise ParameterError("cannot estimate from a run without rounds")
     return BellEstimate.from_counts(bell_counts(x=x, y=y, a=parity, b=np.zeros_like(parity)))
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qrepeater._io import user_path_error
 from qrepeater.diqkd.rounds import (
     ALICE_SETTINGS,
     BOB_SETTINGS,
@@ -209,9 +211,12 @@ def write_party_record(path: PathLike, rounds: PartyRounds, metadata: RunMetadat
     """Write one party's record atomically; returns the path."""
     _check_party(rounds)
     target = Path(path)
-    with _temp_path(target) as tmp:
-        pq.write_table(_table(rounds, metadata), tmp)
-        os.replace(tmp, target)
+    try:
+        with _temp_path(target) as tmp:
+            pq.write_table(_table(rounds, metadata), tmp)
+            os.replace(tmp, target)
+    except OSError as exc:
+        raise user_path_error(exc, target) from None
     return target
 
 
@@ -247,10 +252,12 @@ def write_run(out_dir: PathLike, run: DIQKDRun) -> tuple[Path, Path]:
                 else:
                     targets[0].unlink()
                 raise
-    except BaseException:
+    except BaseException as exc:
         if created:
             with contextlib.suppress(OSError):
                 out.rmdir()
+        if isinstance(exc, OSError):
+            raise user_path_error(exc, out) from None
         raise
     return targets
 
@@ -278,9 +285,14 @@ def _metadata(table: pa.Table, path: Path) -> tuple[Party, RunMetadata]:
     if not isinstance(doc, dict):
         raise RecordMetadataError(f"{path}: run metadata must be a JSON object")
     try:
-        return RunMetadata.from_dict(doc)
-    except ParameterError as exc:
+        who, meta = RunMetadata.from_dict(doc)
+    except (ParameterError, TypeError, ValueError, KeyError) as exc:
         raise RecordMetadataError(f"{path}: {exc}") from None
+    for name in ("fiber_km", "alpha"):
+        value = getattr(meta, name)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise RecordMetadataError(f"{path}: metadata '{name}' must be a finite number")
+    return who, meta
 
 
 def read_party_record(path: PathLike, *, party: Party | None = None) -> PartyRecord:
@@ -359,8 +371,11 @@ def check_alignment(alice: PartyRecord, bob: PartyRecord) -> None:
 
 
 def read_run(alice_path: PathLike, bob_path: PathLike) -> DIQKDRun:
-    """Read both parties' records and check their alignment (:func:`check_alignment`)."""
+    """Read both parties' records and check their alignment (:func:`check_alignment`); records
+    without rounds raise :class:`RecordLengthError`."""
     alice = read_party_record(alice_path, party="alice")
     bob = read_party_record(bob_path, party="bob")
     check_alignment(alice, bob)
+    if len(alice.rounds) == 0:
+        raise RecordLengthError(f"{alice_path} and {bob_path} hold no rounds: nothing to estimate")
     return DIQKDRun(alice=alice.rounds, bob=bob.rounds, metadata=alice.metadata)

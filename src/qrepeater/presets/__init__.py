@@ -44,6 +44,7 @@ from qrepeater.hardware import (
     Timing,
 )
 from qrepeater.hardware._validate import probability
+from qrepeater.presets.units import canonical_unit, to_canonical
 
 Kind = Literal["paper", "fitted", "assumed"]
 KINDS: tuple[str, ...] = ("paper", "fitted", "assumed")
@@ -264,9 +265,13 @@ def _parse_quantity(key: str, raw: object) -> Quantity:
     fitted_to = raw.get("fitted_to")
     if kind == "fitted" and not fitted_to:
         raise PresetError(f"'{key}' is fitted but does not say what to ('fitted_to')")
+    unit = raw["unit"]
+    if not isinstance(unit, str):
+        raise PresetError(f"'{key}.unit' must be a string, got {unit!r}")
+    value = to_canonical(key, float(value), unit)
     return Quantity(
-        value=float(value),
-        unit=str(raw["unit"]),
+        value=value,
+        unit=canonical_unit(key.rsplit(".", 1)[-1]),
         kind=cast(Kind, kind),
         source=str(raw["source"]),
         fitted_to=str(fitted_to) if fitted_to else None,
@@ -294,10 +299,13 @@ def _parse_targets(title: str, raw: object, allowed: set[str]) -> dict[str, Targ
                 for k, v in entry.items()
                 if k not in {"value", "unit", "source", "uncertainty"}
             }
+            value, unit = float(entry["value"]), str(entry["unit"])
+            if canonical_unit(name) != "1":  # a name with a unit suffix: check and convert
+                value, unit = to_canonical(key, value, unit), canonical_unit(name)
             out[name] = Target(
                 name=name,
-                value=float(entry["value"]),
-                unit=str(entry["unit"]),
+                value=value,
+                unit=unit,
                 source=str(entry["source"]),
                 uncertainty=None
                 if entry.get("uncertainty") is None
@@ -377,6 +385,10 @@ def available_presets() -> list[str]:
 def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET) -> Preset:
     """Load a shipped preset by name, or a user's preset file by path (``*.toml``)."""
     text_path = str(name_or_path)
+    if not text_path.strip():
+        raise PresetError(
+            f"empty preset name; available: {', '.join(available_presets())} (or a .toml path)"
+        )
     if text_path.endswith(".toml") or os.sep in text_path or Path(text_path).exists():
         p = Path(text_path)
         if not p.is_file():
