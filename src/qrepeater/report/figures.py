@@ -170,7 +170,7 @@ def fig_conversion(ctx: ReproductionContext) -> Figure:
     return fig
 
 
-def fig_finite_key_methods(ctx: ReproductionContext, *, points: int = 19) -> Figure:
+def fig_finite_key_methods(ctx: ReproductionContext, *, points: int = 13) -> Figure:
     """Finite key against the number of rounds N for the three bounds at the paper's S, Q, f,
     eps, key and test fractions and fitted settings, with the paper's point (1,917 bits at
     N = 405,145). The EAT bounds the spot-checking variant: at the paper's 2/3 test rounds it

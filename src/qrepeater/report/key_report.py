@@ -32,8 +32,9 @@ __all__ = ["CHAIN_SEEDS", "ChainSpread", "chain_report", "chain_spread", "key_ro
 
 _CHAIN_KEY = "diqkd.chain_report"
 _SPREAD_KEY = "diqkd.chain_spread"
-CHAIN_SEEDS = 7
-"""Simulated runs of the whole chain behind the whole-chain row (about 4 s each)."""
+CHAIN_SEEDS = 5
+"""Simulated runs of the whole chain behind the whole-chain row (about 4 s each; 5 keeps
+`reproduce` affordable, 17 seeds would be about a minute)."""
 
 
 def chain_report(ctx: ReproductionContext) -> DistillReport:
