@@ -469,3 +469,14 @@ def test_reconcile_and_diqkd_models_run_serially(preset: Preset) -> None:
     chsh = ds.moments["chsh"].mean
     assert chsh is None or 2.0 < chsh < 2.83
     assert ds.moments["secret_bits"].mean is not None
+
+
+def test_qr_sweep_is_callable_after_the_package_is_imported(tmp_path: Path) -> None:
+    import qrepeater as qr
+    import qrepeater.sweep  # binds the package to the attribute qrepeater.sweep
+
+    events = list(
+        qr.sweep(parse_spec(LINK_SPEC).tasks, store=tmp_path / "r.csv", executor="serial")
+    )
+    assert events[-1].tasks_done == 2
+    assert len(qr.read_results(tmp_path / "r.csv")) == 2

@@ -1,0 +1,88 @@
+"""Kill a running sweep with SIGKILL at a random point, restart it, and compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qrepeater.sweep._store import read_store
+from sweep_support import cli, payloads, stop_group
+
+SPEC = """
+model = "link"
+[fixed]
+fiber_km = 10
+[axes]
+alpha = [0.05, 0.1, 0.17]
+[budget]
+max_samples = 6_000_000
+piece_samples = 1_000_000
+"""
+PLANNED = 18
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n") - 1
+    except FileNotFoundError:
+        return -1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sigkill_at_a_random_point_then_resume(tmp_path: Path) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    reference = tmp_path / "ref.csv"
+    r = cli("sweep", spec, "--out", reference, "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(payloads(reference)) == PLANNED
+
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    store = tmp_path / "killed.csv"
+    target = rng.randrange(0, PLANNED - 2)  # pieces stored before the kill
+    extra_s = rng.uniform(0.0, 0.3)  # then a little more: mid-piece or mid-write
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qrepeater", "sweep", str(spec), "--out", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while _lines(store) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(extra_s)
+        assert proc.poll() is None, f"sweep ended before the kill (seed {seed})"
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its spawned workers
+        proc.wait(timeout=30)
+    finally:
+        stop_group(proc)
+    before = read_store(store).pieces if store.exists() else ()
+    assert len(before) < PLANNED, f"seed {seed}"
+
+    r = cli("sweep", store.parent / "s.toml", "--out", store, "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["pieces_reused"] == len(before), f"seed {seed}"
+    assert summary["pieces_run"] == PLANNED - len(before), f"seed {seed}"
+    assert payloads(store) == payloads(reference), f"seed {seed}"
+    contents = read_store(store)
+    assert not contents.torn_tail
+    assert len(contents.pieces) == PLANNED  # no piece recomputed into a second line
+    ref_rows = json.loads(cli("results", reference, "--json").stdout)["rows"]
+    rows = json.loads(cli("results", store, "--json").stdout)["rows"]
+    assert [{k: v for k, v in x.items() if k != "seconds"} for x in rows] == [
+        {k: v for k, v in x.items() if k != "seconds"} for x in ref_rows
+    ]
+    assert all(x["pieces"] == 6 and x["samples"] == 6_000_000 for x in rows)
