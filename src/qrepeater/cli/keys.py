@@ -10,9 +10,7 @@ import numpy as np
 import typer
 
 from qrepeater.cli._common import handle_errors, kv_table, print_json, stdout
-from qrepeater.diqkd.keyrate import METHODS, asymptotic_rate, finite_key, minimum_rounds
 from qrepeater.diqkd.records import read_key_bits
-from qrepeater.diqkd.rounds import SettingDistribution
 from qrepeater.errors import ParameterError, ReconciliationError
 from qrepeater.qkdpp.channel import PublicChannel
 from qrepeater.qkdpp.reconciliation import reconcile as run_reconcile
@@ -48,6 +46,9 @@ def keyrate(
     """Asymptotic key rate and, given the round counts, the finite key of a DI-QKD run.
 
     The result lists the protocol variant the bound is for and the assumptions it rests on."""
+    from qrepeater.diqkd.keyrate import METHODS, asymptotic_rate, finite_key, minimum_rounds
+    from qrepeater.diqkd.rounds import SettingDistribution
+
     if not 2.0 < chsh <= TSIRELSON + 1e-12:
         raise ParameterError(f"--chsh must lie in (2, 2*sqrt(2)], got {chsh}")
     if not 0.0 <= qber < 0.5:
