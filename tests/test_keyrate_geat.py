@@ -283,3 +283,38 @@ def test_cli_keyrate_rejects_bad_method_and_settings(extra: list[str]) -> None:
     result = runner.invoke(app, [*base, "--key-rounds", "300", "--test-rounds", "600", *extra])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+@settings(max_examples=6, deadline=None)
+@given(
+    n_rounds=st.integers(min_value=200_000, max_value=10**8),
+    gamma=st.floats(min_value=0.01, max_value=0.2),
+    chsh=st.floats(min_value=2.5, max_value=2.8),
+    qber=st.floats(min_value=0.0, max_value=0.05),
+)
+def test_eat_properties_bounded_and_monotone(
+    n_rounds: int, gamma: float, chsh: float, qber: float
+) -> None:
+    """The same properties for the EAT (spot-checking variant, no discards; slow: ~1 s per
+    evaluation), monotonicity to 1 bit for the optimiser."""
+
+    def key(n: int = n_rounds, s: float = chsh, q: float = qber) -> int:
+        t = max(1, round(n * gamma))
+        res = finite_key(
+            method="eat",
+            rounds=n,
+            key_rounds=n - t,
+            test_rounds=t,
+            chsh=s,
+            qber=q,
+            eps=1e-8,
+            ec_efficiency=1.1,
+        )
+        assert 0 <= res.finite_key_bits <= res.asymptotic_rate * (n - t)
+        return res.finite_key_bits
+
+    base = key()
+    assert key(s=min(chsh + 0.01, 2 * math.sqrt(2))) >= base - 1
+    assert key(q=qber + 0.005) <= base + 1
+    assert key(n=2 * n_rounds) >= base - 1
