@@ -11,10 +11,12 @@ GEAT model (Metger, Fawzi, Sutter & Renner, "Generalised entropy accumulation", 
 (2024), arXiv:2203.04989): round i is a channel M_i: E_{i-1} -> S_i C_i E_i with secret register
 S_i = A_i on key rounds and a fixed 0 otherwise (dimension d_S = 2), statistics register C_i
 (the score J_i, computed from announced data) and side information E_i (Eve's systems, all inputs
-and the announced test outputs). With devices that keep no memory across rounds the channel has no
-memory register, so the GEAT non-signalling condition holds trivially even though test outputs
-are announced; with memory it does not (a device could copy earlier key outputs into announced
-test outputs), which is why the result carries
+and the announced test outputs). With devices that keep no memory across rounds, each round's
+systems come from Eve's register E_{i-1} and the only memory register R_i holds the parties'
+stored outputs (Bob's key bits for reconciliation), which no later round reads; so E_i is produced
+from E_{i-1} alone and the GEAT non-signalling condition holds even though test outputs are
+announced. With device memory it does not (a device could copy earlier key outputs into
+announced test outputs), which is why the result carries
 :data:`~qrepeater.diqkd.keyrate.common.NO_DEVICE_MEMORY` in ``assumptions``. No Jordan-block label
 is used anywhere.
 
