@@ -63,18 +63,23 @@ def test_leak_is_what_the_channel_counted(config: ReconcileConfig) -> None:
     ec = [m for m in channel.log if m.kind.startswith("ec.")]
     assert res.leak_bits == sum(m.bits for m in ec)
     kinds = {m.kind: m.sender for m in ec}
-    assert kinds["ec.seed"] == "alice"
     assert kinds["ec.syndrome"] == "alice"
+    assert kinds["ec.check"] == "alice"
     assert kinds["ec.feedback"] == "bob"
+    # the public seed is drawn independently of the key: sent, but not leakage
+    seed_msgs = [m for m in channel.log if m.kind == "public.ec.seed"]
+    assert [m.bits for m in seed_msgs] == [config.seed_bits]
     fp, attempts = plan(KEY_BITS, qber=qber, config=config), res.decode_attempts
     feedback = sum(m.bits for m in ec if m.kind == "ec.feedback")
     reveals = sum(m.bits for m in ec if m.kind == "ec.reveal")
+    checks = sum(m.bits for m in ec if m.kind == "ec.check")
     assert feedback == attempts  # one bit per frame and attempt
-    assert reveals == res.revealed_bits == (attempts - 1) * fp.reveal
+    assert reveals == res.revealed_bits == fp.revealed_after(attempts - 1)
+    assert checks == res.check_bits == config.check_bits * fp.frames
     syndrome = sum(m.bits for m in ec if m.kind == "ec.syndrome")
     # one syndrome bit less per punctured symbol
     assert syndrome < round((1 - fp.rate) * fp.block_length)
-    assert res.leak_bits == config.seed_bits + syndrome + feedback + reveals
+    assert res.leak_bits == syndrome + checks + feedback + reveals
 
 
 def test_several_frames_and_partial_last_frame(config: ReconcileConfig) -> None:

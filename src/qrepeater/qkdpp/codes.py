@@ -60,14 +60,17 @@ __all__ = [
     "DEFAULT_DISTRIBUTIONS",
     "DEFAULT_RATES",
     "ELKOUSS2009",
+    "SHORT_DEGREE_CAPS",
     "CodeFamily",
     "DegreeDistribution",
     "LdpcCode",
     "build_code",
+    "capped",
     "default_cache_dir",
     "four_cycle_count",
     "node_degrees",
     "rate_shifted",
+    "short_family",
 ]
 
 U8 = npt.NDArray[np.uint8]
@@ -237,6 +240,32 @@ def rate_shifted(dist: DegreeDistribution, rate: float) -> DegreeDistribution:
     )
 
 
+def capped(dist: DegreeDistribution, max_degree: int) -> DegreeDistribution:
+    """``dist`` with variable degrees above ``max_degree`` merged into ``max_degree``.
+
+    The edge fractions of the higher degrees are given to ``max_degree`` and ``rho`` is
+    re-concentrated for the design rate (:func:`rate_shifted`). The result is *not* optimised
+    by density evolution: its threshold is worse than the published one, but its graphs are
+    sparse enough to be free of 4-cycles at the short block lengths (1k-15k) that a capped
+    maximum degree allows, where the published distributions (degrees up to 71) cannot be
+    built at all.
+    """
+    if max_degree < 2:
+        raise ReconciliationError(f"max_degree must be >= 2, got {max_degree}")
+    lam: dict[int, float] = {}
+    for d, w in dist.lam:
+        k = min(d, max_degree)
+        lam[k] = lam.get(k, 0.0) + w
+    merged = DegreeDistribution(
+        rate=dist.rate,
+        threshold=float("nan"),
+        lam=tuple(sorted(lam.items())),
+        rho=dist.rho,
+        source=f"{dist.source}; variable degrees capped at {max_degree}",
+    )
+    return rate_shifted(merged, dist.rate)
+
+
 #: Default family rates: 0.50 ... 0.90 in steps of 0.01 (published entries every 0.05, the
 #: others from :func:`rate_shifted`).
 DEFAULT_RATES: Final[tuple[float, ...]] = tuple(round(0.50 + 0.01 * k, 2) for k in range(41))
@@ -248,6 +277,28 @@ DEFAULT_RATES: Final[tuple[float, ...]] = tuple(round(0.50 + 0.01 * k, 2) for k 
 DEFAULT_DISTRIBUTIONS: Final[Mapping[float, DegreeDistribution]] = {
     r: d for r, d in ELKOUSS2009.items() if r != 0.90
 }
+
+
+#: Maximum variable degree of the short-block family by block length: ``(below length, cap)``.
+#: Measured at Q = 3.6% (blind protocol, 10 keys each, ``benchmarks/bench_reconcile.py``):
+#: lower caps build and decode better at 1k-4k, higher ones at 6k-15k.
+SHORT_DEGREE_CAPS: Final[tuple[tuple[int, int], ...]] = ((3_000, 12), (6_000, 16), (1 << 62, 20))
+
+
+def short_family(block_length: int) -> CodeFamily:
+    """The short-block code family for frames of about ``block_length`` symbols (1k-15k).
+
+    The published distributions with variable degrees capped (:func:`capped`,
+    :data:`SHORT_DEGREE_CAPS`), protographs of at most 1 200 nodes lifted by circulants as
+    small as 4 (the default family needs 20), so that 4-cycle-free codes exist from about
+    1 000 symbols on. Deterministic in ``block_length`` (both parties derive the same family).
+    """
+    cap = next(c for limit, c in SHORT_DEGREE_CAPS if int(block_length) < limit)
+    return CodeFamily(
+        name=f"short-d{cap}-qc",
+        lift_min=4,
+        distributions={r: capped(d, cap) for r, d in DEFAULT_DISTRIBUTIONS.items()},
+    )
 
 
 def _round_counts(fractions: Mapping[int, float], total: int) -> dict[int, int]:

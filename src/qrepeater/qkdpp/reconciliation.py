@@ -11,73 +11,105 @@ Protocol (per frame of ``L`` key bits, mother code ``H`` of length ``n`` and rat
   arXiv:1006.2660): ``s`` symbols are *shortened* (positions and values from a public seed that
   Alice sends, so Bob knows them) and ``p`` are *punctured* (unknown to Bob, error probability
   1/2); ``n = L + p + s``. The mother rate and ``(p, s)`` follow from the QBER estimate and the
-  efficiency range of the blind stage (:func:`plan`).
+  efficiency range of the blind stage (:func:`plan`). When the estimate comes from a disclosed
+  sample of ``k`` bits, the punctured range reaches the Clopper-Pearson *upper* confidence bound
+  of the QBER (:func:`qber_upper_bound`), so the mother code is strong enough for the QBER the
+  sample cannot exclude, while the first attempt is still made at the point estimate.
 * **Punctured symbols cost no syndrome bits.** Punctured symbols are untainted (no check has two
   of them, :mod:`qrepeater.qkdpp.codes`); Alice sets each to the value that zeroes its pivot
-  check and does not send that syndrome bit. The factor graph Bob decodes is the usual one for
-  puncturing (a symbol of unknown value tied to a check of known parity), and the syndrome
-  message is a function of Alice's key of exactly ``m - p`` bits, so the channel count is the
-  leakage of the rate-adaptive protocol, ``(1 - R) L`` with ``R = (R0 n - s)/(n - p - s)``,
-  without any private randomness.
+  check and does not send that syndrome bit, so the syndrome message is a function of Alice's
+  key of exactly ``m - p`` bits and the channel count is the leakage of the rate-adaptive
+  protocol, ``(1 - R) L`` with ``R = (R0 n - s)/(n - p - s)``.
 * **Blind reconciliation** (J. Martinez-Mateo, D. Elkouss, V. Martin, "Blind reconciliation",
-  Quantum Inf. Comput. 12, 791 (2012)): Bob decodes with belief propagation (``ldpc``
-  ``BpDecoder``, product-sum, flooding schedule) and reports, one bit per pending frame, whether
-  the decoder converged to an error pattern with the received syndrome. For each failed frame
-  Alice reveals the values of a further block of punctured symbols (they become shortened) and
-  Bob retries. Once no punctured symbol is left, further rounds reveal key bits at public
-  pseudo-random positions (as in E. O. Kiktenko et al., "Symmetric blind information
-  reconciliation for quantum key distribution", arXiv:1612.03673); after ``max_reveals``
-  rounds the frame fails and the result has ``success=False``.
+  Quantum Inf. Comput. 12, 791 (2012)): Bob decodes (layered product-sum belief propagation,
+  :mod:`qrepeater.qkdpp._bp_kernel`) and reports one bit per pending frame: whether the decoder
+  found an error pattern with the received syndrome *and* the frame passed a short check (see
+  below). For each failed frame Alice reveals a further block of punctured symbols (they become
+  shortened); once none is left, further rounds reveal key bits at public pseudo-random
+  positions (E. O. Kiktenko et al., "Symmetric blind information reconciliation for quantum key
+  distribution", Phys. Rev. Appl. 8, 044017 (2017), arXiv:1612.03673). Reveal blocks grow
+  geometrically (``reveal_growth``), so a QBER misjudged by a large factor costs a logarithmic
+  number of rounds. Bob resumes each round from the previous round's messages (warm restart).
+  A frame only fails when the next reveal would make its disclosed bits reach its key bits
+  (nothing secret could be left) or after ``max_reveals`` rounds: the protocol does not give up
+  because the QBER was misjudged.
+* **Frame check.** Alice also sends ``check_bits`` parities of each frame's key bits with
+  public random vectors (a 2-universal GF(2)-linear hash: two different frames give the same
+  parities with probability exactly ``2^-check_bits``). A decoder that converges to a wrong
+  codeword is then caught and the frame continues with more reveals instead of failing the
+  later verification stage. The parities are counted as leakage; they do not replace the
+  verification stage (:mod:`qrepeater.qkdpp.verify`), which bounds ``eps_EC``.
 
-Messages: ``ec.seed`` (Alice, ``seed_bits``), ``ec.syndrome`` (Alice, ``m - p`` bits per frame),
-``ec.feedback`` (Bob, one bit per pending frame and round), ``ec.reveal`` (Alice, the revealed
-values). Frame layout, mother code and reveal order are computed by both parties from public
-data (key length, QBER estimate, configuration, seed) and cost nothing. The reconciliation
-efficiency is ``f = leak / (N h(Q))`` with ``leak`` the bits counted by the channel on ``ec.*``
-messages and ``N`` the key length. ``success`` means that every frame's decoder output matches
-its syndrome; a wrong codeword with the right syndrome is not excluded here, which is what the
-verification (hash) stage of the pipeline is for.
+Messages: ``public.ec.seed`` (Alice, ``seed_bits`` drawn independently of the key, so not
+leakage), ``ec.syndrome`` (Alice, ``m - p`` bits per frame),
+``ec.check`` (Alice, ``check_bits`` per frame), ``ec.feedback`` (Bob, one bit per pending frame
+and round), ``ec.reveal`` (Alice, the revealed values). Frame layout, mother code and reveal
+order are computed by both parties from public data (key length, QBER estimate, configuration,
+seed) and cost nothing.
+
+Efficiency. ``f = leak / (N h(Q))`` with ``leak`` every bit counted on ``ec.*`` messages and
+``Q`` the error rate Bob actually corrected (he knows it after a successful run), never the
+estimate: an estimate that overshoots would flatter ``f``. ``efficiency_estimate`` gives the
+same leak over ``N h(estimate)``. Bits disclosed *before* reconciliation to estimate the QBER
+are not part of ``leak``; callers report them beside it (the CLI does).
+
+Parallelism: frames are independent; the compiled decoder releases the GIL, so ``workers``
+threads (or an ``executor`` the caller owns) decode frames concurrently. Library code never
+forks processes: it runs inside daemonic Dask workers and dies with its parent.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from ldpc.bp_decoder import BpDecoder
 
 from qrepeater.errors import ProtocolAbort, ReconciliationError
 from qrepeater.qkdpp.channel import Channel, pack_bits, unpack_bits
 from qrepeater.qkdpp.codes import CodeFamily, LdpcCode
 from qrepeater.qkdpp.entropy import binary_entropy
 
+if TYPE_CHECKING:
+    from qrepeater.qkdpp._bp_kernel import DecoderState, LayeredDecoder
+
 __all__ = [
     "AliceReconciler",
     "BobReconciler",
     "FramePlan",
+    "MapExecutor",
     "ReconcileConfig",
     "ReconcileResult",
     "binary_entropy",
+    "frame_check",
     "plan",
+    "qber_upper_bound",
     "reconcile",
 ]
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+T = TypeVar("T")
+R_co = TypeVar("R_co", covariant=True)
 
-KIND_SEED: Final = "ec.seed"
+#: The public seed is drawn independently of the key: like ``verify.seed`` it discloses nothing
+#: about the key and is not counted as leakage (its kind does not start with ``ec.``).
+KIND_SEED: Final = "public.ec.seed"
 KIND_SYNDROME: Final = "ec.syndrome"
+KIND_CHECK: Final = "ec.check"
 KIND_FEEDBACK: Final = "ec.feedback"
 KIND_REVEAL: Final = "ec.reveal"
 
-#: Error probability given to shortened (known) symbols: a large but finite LLR (~23), since
-#: the product-sum update of ``ldpc`` is not guarded against infinite messages.
+#: Prior LLR magnitude of a symbol whose value Bob knows (shortened, revealed).
+_KNOWN_LLR: Final = 40.0
+#: Error probability the reference decoder (``ldpc``) gets for known symbols: a large but
+#: finite LLR (~23), since its product-sum update is not guarded against infinite messages.
 _SHORTENED_P: Final = 1e-10
 #: Punctured symbols are weighed ``_PUNCTURE_COST`` times a shortened one when the plan picks
 #: the mother code: puncturing degrades BP thresholds more than shortening.
@@ -87,6 +119,14 @@ _PUNCTURE_COST: Final = 3.0
 #: fails), and trying costs seconds.
 _MAX_PAIR_LOAD: Final = 0.28
 
+Decoder = Literal["layered", "ldpc"]
+
+
+class MapExecutor(Protocol):
+    """What :func:`reconcile` needs from a caller-owned executor (e.g. a ThreadPoolExecutor)."""
+
+    def map(self, fn: Callable[[T], R_co], iterable: Iterable[T], /) -> Iterator[R_co]: ...
+
 
 @dataclass(frozen=True)
 class ReconcileConfig:
@@ -95,19 +135,23 @@ class ReconcileConfig:
     * ``block_length``: longest mother code (frame) used; longer keys are split into frames
       of equal size. ``min_block_length``: shortest code built (short keys are padded with
       shortened symbols up to it; shorter 4-cycle-free codes of the family may not exist).
-    * ``target_efficiency``: efficiency of the first decoding attempt of each frame.
-    * ``puncture_range``: efficiency range covered by punctured symbols: the plan punctures at
-      least ``puncture_range * L h(Q)`` symbols, so reveals up to ``target_efficiency +
-      puncture_range`` turn punctured symbols into shortened ones; further reveals disclose
-      key bits at public pseudo-random positions (less useful to the decoder per bit, but they
-      let hard frames through).
-    * ``reveal_step``: efficiency added by each blind reveal; ``max_reveals``: number of reveal
-      rounds, so frames are decoded up to :attr:`max_efficiency` or fail
-      (``max_reveals=0`` is the one-shot rate-adaptive protocol).
-    * ``bp_max_iter``: belief-propagation iterations per attempt.
-    * ``workers``: processes that decode frames in parallel (1: in this process). Frames are
-      independent, so with several frames and cores the decoding wall time divides.
-    * ``seed_bits``: length of the public seed Alice sends (shortened symbols, reveal order).
+    * ``target_efficiency``: efficiency of the first decoding attempt of each frame (against
+      the QBER estimate).
+    * ``puncture_range``: efficiency range covered by punctured symbols (widened up to the
+      upper confidence bound of a sampled QBER estimate, see :func:`plan`).
+    * ``reveal_step``: efficiency added by the first blind reveal; each further reveal is
+      ``reveal_growth`` times larger. ``max_reveals``: cap on reveal rounds (the default never
+      binds before the leakage reaches the key length).
+    * ``bp_max_iter``: belief-propagation iterations per round (rounds resume from the previous
+      messages); ``patience``: a round stops early when the number of unsatisfied checks has not
+      improved for that many iterations.
+    * ``workers``: threads that decode frames in parallel (the compiled decoder releases the
+      GIL; no processes are forked).
+    * ``seed_bits``: length of the public seed Alice sends (shortened symbols, reveal order);
+      ``check_bits``: per-frame parity check (0 disables it).
+    * ``qber_confidence``: confidence of the upper bound on a sampled QBER estimate.
+    * ``decoder``: ``"layered"`` (compiled kernel) or ``"ldpc"`` (the ``ldpc`` package's
+      flooding product-sum decoder, kept as a reference; it restarts every round).
     """
 
     block_length: int = 120_000
@@ -115,10 +159,15 @@ class ReconcileConfig:
     target_efficiency: float = 1.05
     puncture_range: float = 0.06
     reveal_step: float = 0.02
-    max_reveals: int = 12
-    bp_max_iter: int = 100
+    reveal_growth: float = 1.2
+    max_reveals: int = 1000
+    bp_max_iter: int = 60
+    patience: int = 10
     workers: int = 1
     seed_bits: int = 64
+    check_bits: int = 16
+    qber_confidence: float = 0.99
+    decoder: Decoder = "layered"
     family: CodeFamily = field(default_factory=CodeFamily)
     cache_dir: str | None = None
 
@@ -135,19 +184,32 @@ class ReconcileConfig:
             raise ReconciliationError(f"puncture_range {self.puncture_range} not in [0, 1]")
         if not 0.0 < self.reveal_step <= 1.0:
             raise ReconciliationError(f"reveal_step {self.reveal_step} not in (0, 1]")
-        if not 0 <= self.max_reveals <= 1000:
-            raise ReconciliationError(f"max_reveals {self.max_reveals} not in [0, 1000]")
-        if not 1 <= self.workers <= 64:
-            raise ReconciliationError(f"workers must be in [1, 64], got {self.workers}")
+        if not 1.0 <= self.reveal_growth <= 4.0:
+            raise ReconciliationError(f"reveal_growth {self.reveal_growth} not in [1, 4]")
+        if not 0 <= self.max_reveals <= 100_000:
+            raise ReconciliationError(f"max_reveals {self.max_reveals} not in [0, 100000]")
+        if not 1 <= self.workers <= 256:
+            raise ReconciliationError(f"workers must be in [1, 256], got {self.workers}")
         if self.bp_max_iter < 1:
             raise ReconciliationError("bp_max_iter must be >= 1")
+        if self.patience < 0:
+            raise ReconciliationError("patience must be >= 0")
         if not 0 <= self.seed_bits <= 256:
             raise ReconciliationError("seed_bits must be in [0, 256]")
+        if not 0 <= self.check_bits <= 64:
+            raise ReconciliationError("check_bits must be in [0, 64]")
+        if not 0.5 <= self.qber_confidence < 1.0:
+            raise ReconciliationError(f"qber_confidence {self.qber_confidence} not in [0.5, 1)")
+        if self.decoder not in ("layered", "ldpc"):
+            raise ReconciliationError(f"decoder must be 'layered' or 'ldpc', got {self.decoder!r}")
 
     @property
     def max_efficiency(self) -> float:
-        """Nominal efficiency once every reveal has been made."""
-        return self.target_efficiency + self.max_reveals * self.reveal_step
+        """Nominal efficiency after ``max_reveals`` reveal rounds (ignoring the key-length cap)."""
+        g = self.reveal_growth
+        k = self.max_reveals
+        steps = k if g == 1.0 else (g**k - 1.0) / (g - 1.0) if k * math.log(g) < 700 else math.inf
+        return self.target_efficiency + self.reveal_step * steps
 
 
 @dataclass(frozen=True)
@@ -156,8 +218,10 @@ class FramePlan:
 
     ``key_bits[i]`` key bits of frame ``i`` sit in a mother code of ``rate`` and length
     ``block_length`` with ``punctured`` punctured and ``block_length - key_bits[i] -
-    punctured`` shortened symbols; each blind round reveals ``reveal`` values (punctured
-    symbols first, then key bits), at most ``max_reveals`` rounds.
+    punctured`` shortened symbols; reveal round ``k`` (0-based) discloses
+    ``ceil(reveal * growth**k)`` values (punctured symbols first, then key bits), at most
+    ``max_reveals`` rounds. ``qber_upper`` is the confidence bound the punctured range covers
+    (``None`` when the estimate is a hint without sample size).
     """
 
     qber: float
@@ -167,6 +231,8 @@ class FramePlan:
     punctured: int
     reveal: int
     max_reveals: int
+    growth: float = 1.0
+    qber_upper: float | None = None
 
     @property
     def frames(self) -> int:
@@ -174,6 +240,14 @@ class FramePlan:
 
     def shortened(self, frame: int) -> int:
         return self.block_length - self.key_bits[frame] - self.punctured
+
+    def reveal_size(self, done: int) -> int:
+        """Values disclosed by reveal round ``done`` (0-based)."""
+        return max(1, math.ceil(self.reveal * self.growth ** min(done, 2000) - 1e-9))
+
+    def revealed_after(self, done: int) -> int:
+        """Values disclosed by the first ``done`` reveal rounds."""
+        return sum(self.reveal_size(k) for k in range(done))
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,8 +257,12 @@ class ReconcileResult:
     ``bob_key`` is Bob's corrected key; it equals Alice's key only if ``success`` (frames that
     failed keep Bob's uncorrected bits): never use it when ``success`` is False
     (:meth:`require_success`). ``leak_bits`` are the bits the channel counted on ``ec.*``
-    messages, ``efficiency = leak_bits / (N h(qber))``; ``observed_qber`` is the error rate
-    Bob corrected (his estimate of the true QBER, meaningful on success).
+    messages. ``observed_qber`` is the error rate Bob corrected (the true QBER once ``success``);
+    ``efficiency = leak_bits / (N h(observed_qber))`` on success (``nan`` if no error was found),
+    else ``efficiency_estimate = leak_bits / (N h(qber))`` with ``qber`` the estimate used.
+    ``secret_capacity_left`` is False when the leak reached the key length: the keys may agree
+    but nothing secret is left. ``iterations`` counts belief-propagation iterations over all
+    frames and rounds.
     """
 
     bob_key: U8
@@ -203,6 +281,13 @@ class ReconcileResult:
     decode_attempts: int
     decode_seconds: float
     failed_frames: tuple[int, ...] = ()
+    key_bits: int = 0
+    efficiency_estimate: float = math.nan
+    secret_capacity_left: bool = True
+    check_bits: int = 0
+    iterations: int = 0
+    qber_upper: float | None = None
+    decoder: str = "layered"
 
     def require_success(self) -> U8:
         """The corrected key, or :class:`ProtocolAbort` if any frame failed."""
@@ -214,22 +299,43 @@ class ReconcileResult:
         return self.bob_key
 
 
+def qber_upper_bound(errors: int, sample_bits: int, *, confidence: float = 0.99) -> float:
+    """One-sided Clopper-Pearson upper bound on a binomial error rate.
+
+    ``errors`` of ``sample_bits`` disagreed; the true QBER exceeds the result with probability
+    at most ``1 - confidence`` (C. J. Clopper, E. S. Pearson, Biometrika 26, 404 (1934)): the
+    ``confidence`` quantile of ``Beta(errors + 1, sample_bits - errors)``.
+    """
+    from scipy.stats import beta
+
+    k, n = int(errors), int(sample_bits)
+    if n < 1 or not 0 <= k <= n:
+        raise ReconciliationError(f"need 0 <= errors <= sample_bits, got {k}, {n}")
+    if not 0.0 < confidence < 1.0:
+        raise ReconciliationError(f"confidence must be in (0, 1), got {confidence}")
+    if k == n:
+        return 1.0
+    return float(beta.ppf(confidence, k + 1, n - k))
+
+
 def plan(
     key_length: int,
     *,
     qber: float,
     config: ReconcileConfig,
     exclude: frozenset[float] = frozenset(),
+    qber_upper: float | None = None,
 ) -> FramePlan:
     """Choose the mother code, frame sizes, punctured and shortened counts.
 
-    For a frame of ``L`` key bits, ``f0 = target_efficiency`` and ``f1 = f0 + puncture_range``,
-    a mother code of rate ``R0`` with ``m = (1 - R0)(L + p + s)`` checks needs ``p`` punctured
-    and ``s`` shortened symbols with ``m - p = f0 L h`` (first attempt) and ``m = f1 L h`` (all
-    punctured symbols revealed); a code stronger than that gets ``s = 0`` and more punctured
-    symbols. Among the family's rates the one with the least modulation ``3 p + s`` wins (the
-    rate-compatible construction of Elkouss et al. 2010; puncturing costs more threshold than
-    shortening, hence the weight). Rates in ``exclude`` are skipped.
+    For a frame of ``L`` key bits, ``f0 = target_efficiency`` and ``f1 = f0 + range``, a mother
+    code of rate ``R0`` with ``m = (1 - R0)(L + p + s)`` checks needs ``p`` punctured and ``s``
+    shortened symbols with ``m - p = f0 L h`` (first attempt) and ``m = f1 L h`` (all punctured
+    symbols revealed); a code stronger than that gets ``s = 0`` and more punctured symbols.
+    ``range`` is ``puncture_range``, widened so that ``f1 h(qber) >= f0 h(qber_upper)`` when an
+    upper confidence bound is given. Among the family's rates the one with the least modulation
+    ``3 p + s`` wins (the rate-compatible construction of Elkouss et al. 2010; puncturing costs
+    more threshold than shortening, hence the weight). Rates in ``exclude`` are skipped.
     """
     _check_qber(qber)
     total = int(key_length)
@@ -237,7 +343,13 @@ def plan(
         raise ReconciliationError("empty key")
     h = binary_entropy(qber)
     f0 = config.target_efficiency
-    f1 = f0 + config.puncture_range
+    span = config.puncture_range
+    if qber_upper is not None:
+        if not qber <= qber_upper <= 0.5:
+            raise ReconciliationError(f"qber_upper {qber_upper} must lie in [{qber}, 0.5]")
+        # the mother code (all punctured symbols revealed) covers the upper bound, within reason
+        span = min(max(span, f0 * binary_entropy(qber_upper) / h - f0), 1.0)
+    f1 = f0 + span
     best: tuple[float, float, int, tuple[int, ...], int] | None = None
     for r0 in config.family.rates:
         if r0 in exclude:
@@ -283,7 +395,9 @@ def plan(
         key_bits=key_bits,
         punctured=p,
         reveal=reveal,
-        max_reveals=min(config.max_reveals, -(-(p + key_bits[-1]) // reveal)),
+        max_reveals=config.max_reveals,
+        growth=config.reveal_growth,
+        qber_upper=None if qber_upper is None else float(qber_upper),
     )
 
 
@@ -308,12 +422,29 @@ def _as_key(bits: npt.ArrayLike, name: str) -> U8:
     return arr.astype(np.uint8)
 
 
+def frame_check(bits: npt.ArrayLike, *, public_seed: int, frame: int, n_bits: int) -> U8:
+    """``n_bits`` parities ``<a_i, bits> mod 2`` with public uniformly random vectors ``a_i``.
+
+    A GF(2)-linear 2-universal hash: for ``x != y``, ``Pr[check(x) = check(y)] = 2^-n_bits``
+    exactly (each ``<a_i, x xor y>`` is an independent fair bit).
+    """
+    x = np.asarray(bits, dtype=np.uint8)
+    if n_bits == 0:
+        return np.zeros(0, dtype=np.uint8)
+    packed = np.packbits(x)
+    rng = np.random.default_rng([public_seed, frame, 0x636865636B])
+    a = rng.integers(0, 256, size=(n_bits, packed.size), dtype=np.uint8)
+    counts = np.bitwise_count(a & packed[None, :]).sum(axis=1, dtype=np.int64)
+    out: U8 = (counts & 1).astype(np.uint8)
+    return out
+
+
 class _Layout:
     """Positions of one frame in the mother code (public, identical for both parties).
 
     ``reveal_seq`` is the order in which blind rounds disclose values: the punctured symbols
     from the end of the untainted order backwards (the remaining ones stay a prefix, hence
-    untainted), then key positions in a pseudo-random order from the public seed.
+    untainted), then all key positions in a pseudo-random order from the public seed.
     """
 
     def __init__(self, code: LdpcCode, frame_plan: FramePlan, frame: int, public_seed: int) -> None:
@@ -332,18 +463,26 @@ class _Layout:
         sent = np.ones(code.m, dtype=bool)
         sent[self.pivots] = False
         self.sent_rows = np.flatnonzero(sent)
-        budget = frame_plan.max_reveals * frame_plan.reveal
-        extra = min(self.key.size, max(0, budget - p))
-        key_order = rng.choice(self.key, size=extra, replace=False) if extra else cand[:0]
-        self.reveal_seq = np.concatenate([self.punct[::-1], key_order])
+        self.reveal_seq = np.concatenate([self.punct[::-1], rng.permutation(self.key)])
+        self.key_bits = int(self.key.size)
+        self.base_leak = int(self.sent_rows.size)
 
     def reveal_block(self, frame_plan: FramePlan, done: int) -> I64:
         """Positions disclosed by reveal round ``done`` (0-based)."""
-        k = frame_plan.reveal
-        return np.asarray(self.reveal_seq[done * k : (done + 1) * k], dtype=np.int64)
+        a = frame_plan.revealed_after(done)
+        b = a + frame_plan.reveal_size(done)
+        return np.asarray(self.reveal_seq[a:b], dtype=np.int64)
 
-    def can_reveal(self, frame_plan: FramePlan, done: int) -> bool:
-        return done < frame_plan.max_reveals and done * frame_plan.reveal < self.reveal_seq.size
+    def can_reveal(self, frame_plan: FramePlan, done: int, check_bits: int) -> bool:
+        """Whether round ``done`` may reveal: within ``max_reveals`` and while the frame's
+        disclosed bits (syndrome, check, feedback, reveals) stay below its key bits."""
+        if done >= frame_plan.max_reveals:
+            return False
+        after = frame_plan.revealed_after(done + 1)
+        if after > self.reveal_seq.size:
+            return False
+        leak = self.base_leak + check_bits + (done + 2) + after
+        return leak < self.key_bits
 
 
 def _public_seed_from(payload: bytes) -> int:
@@ -351,7 +490,11 @@ def _public_seed_from(payload: bytes) -> int:
 
 
 class AliceReconciler:
-    """Alice's side: holds only her key ``x``; sends seed, syndromes and reveals."""
+    """Alice's half: holds only her key ``x``; sends seed, syndromes, checks and reveals.
+
+    Use: ``send_syndromes()`` once, then ``handle_feedback()`` after every round of Bob's until
+    it returns False. ``failed`` lists frames given up, ``plan``/``code`` the public choices.
+    """
 
     def __init__(
         self,
@@ -361,9 +504,10 @@ class AliceReconciler:
         channel: Channel,
         config: ReconcileConfig,
         rng: np.random.Generator,
+        qber_upper: float | None = None,
     ) -> None:
         self._x = _as_key(key, "alice_key")
-        self.plan, self.code = _code_for(self._x.size, qber, config)
+        self.plan, self.code = _code_for(self._x.size, qber, config, qber_upper)
         self.config = config
         self._channel = channel
         self._rng = rng
@@ -374,7 +518,7 @@ class AliceReconciler:
         self.failed: list[int] = []
 
     def send_syndromes(self) -> None:
-        """Send the public seed and the syndromes of all frames (one message each)."""
+        """Send the public seed, the syndromes and the checks of all frames."""
         nbytes = -(-self.config.seed_bits // 8)
         seed_bytes = self._rng.bytes(nbytes)
         if nbytes:
@@ -382,22 +526,30 @@ class AliceReconciler:
         public_seed = _public_seed_from(seed_bytes)
         code, fp = self.code, self.plan
         parts: list[U8] = []
+        checks: list[U8] = []
         start = 0
         for i, size in enumerate(fp.key_bits):
             lay = _Layout(code, fp, i, public_seed)
             xt = np.zeros(code.n, dtype=np.uint8)
-            xt[lay.key] = self._x[start : start + size]
+            chunk = self._x[start : start + size]
+            xt[lay.key] = chunk
             xt[lay.short] = lay.short_values
             # Each punctured symbol takes the value that zeroes its (private) pivot check.
             xt[lay.punct] = code.syndrome(xt)[lay.pivots]
             syn = code.syndrome(xt)
             parts.append(syn[lay.sent_rows])
+            checks.append(
+                frame_check(chunk, public_seed=public_seed, frame=i, n_bits=self.config.check_bits)
+            )
             self._frames.append(xt)
             self._layouts.append(lay)
             self._done.append(0)
             start += size
         payload, nbits = pack_bits(np.concatenate(parts))
         self._channel.send("alice", KIND_SYNDROME, payload, bits=nbits)
+        if self.config.check_bits:
+            payload, nbits = pack_bits(np.concatenate(checks))
+            self._channel.send("alice", KIND_CHECK, payload, bits=nbits)
         self.pending = list(range(fp.frames))
 
     def handle_feedback(self) -> bool:
@@ -409,7 +561,7 @@ class AliceReconciler:
         values: list[U8] = []
         for f in still:
             lay = self._layouts[f]
-            if not lay.can_reveal(self.plan, self._done[f]):
+            if not lay.can_reveal(self.plan, self._done[f], self.config.check_bits):
                 self.failed.append(f)
                 continue
             values.append(self._frames[f][lay.reveal_block(self.plan, self._done[f])])
@@ -422,40 +574,29 @@ class AliceReconciler:
         return bool(retry)
 
 
-_WORKER: dict[str, Any] = {}
+class _Frame:
+    """Bob's decoding problem of one frame (private to Bob)."""
 
-
-def _make_decoder(H: Any, max_iter: int) -> Any:
-    """Product-sum belief propagation (``ldpc``), flooding schedule, syndrome input."""
-    return BpDecoder(
-        H,
-        error_rate=0.1,
-        max_iter=max_iter,
-        bp_method="product_sum",
-        schedule="parallel",
-        input_vector_type="syndrome",
-    )
-
-
-def _decode(dec: Any, problem: tuple[U8, npt.NDArray[np.float64]]) -> U8 | None:
-    """Decode one frame's error pattern; None if belief propagation did not converge."""
-    target, probs = problem
-    dec.update_channel_probs(probs)
-    err = np.asarray(dec.decode(target), dtype=np.uint8)
-    return err if bool(dec.converge) else None
-
-
-def _init_worker(H: Any, max_iter: int) -> None:
-    """Build one decoder per worker process."""
-    _WORKER["decoder"] = _make_decoder(H, max_iter)
-
-
-def _decode_in_worker(problem: tuple[U8, npt.NDArray[np.float64]]) -> U8 | None:
-    return _decode(_WORKER["decoder"], problem)
+    def __init__(self, lay: _Layout, yt: U8, target: U8, prior: F32, offset: int) -> None:
+        self.lay = lay
+        self.yt = yt
+        self.target = target
+        self.prior = prior
+        self.offset = offset
+        self.done = 0
+        self.state: DecoderState | None = None
+        self.error: U8 | None = None
+        self.iterations = 0  # of the last round
 
 
 class BobReconciler:
-    """Bob's side: holds only his key ``y``; decodes and sends one feedback bit per frame."""
+    """Bob's half: holds only his key ``y``; decodes and sends one feedback bit per frame.
+
+    Use: ``receive_syndromes()`` once, then ``decode_round()`` and ``receive_reveals()`` until
+    the latter returns False. ``corrected`` holds his key with every decoded frame corrected;
+    ``failed`` lists frames given up. ``executor`` (any object with ``map``, owned by the
+    caller) decodes frames concurrently; otherwise ``config.workers`` threads do.
+    """
 
     def __init__(
         self,
@@ -464,36 +605,43 @@ class BobReconciler:
         qber: float,
         channel: Channel,
         config: ReconcileConfig,
+        qber_upper: float | None = None,
+        executor: MapExecutor | None = None,
     ) -> None:
         self._y = _as_key(key, "bob_key")
-        self.plan, self.code = _code_for(self._y.size, qber, config)
+        self.plan, self.code = _code_for(self._y.size, qber, config, qber_upper)
         self.config = config
         self._channel = channel
-        self._decoder: Any = None
+        self._executor = executor
+        self._decoder: LayeredDecoder | None = None
+        self._ldpc: Any = None
         self.corrected = self._y.copy()
         self.pending: list[int] = []
         self.failed: list[int] = []
         self.attempts = 0
         self.rounds = 0
+        self.iterations = 0
         self.decode_seconds = 0.0
         self.errors_found = 0
-        self._yt: list[U8] = []
-        self._probs: list[npt.NDArray[np.float64]] = []
-        self._syn: list[U8] = []
-        self._layouts: list[_Layout] = []
-        self._done: list[int] = []
-        self._offsets: list[int] = []
+        self._frames: list[_Frame] = []
+        self._checks: U8 = np.zeros(0, dtype=np.uint8)
+        self._public_seed = 0
         self._still: list[int] = []
 
     def receive_syndromes(self) -> None:
-        """Receive seed and syndromes; set up every frame's decoding problem."""
+        """Receive seed, syndromes and checks; set up every frame's decoding problem."""
         seed_bytes = self._channel.receive("bob", KIND_SEED) if self.config.seed_bits else b""
-        public_seed = _public_seed_from(seed_bytes)
+        self._public_seed = public_seed = _public_seed_from(seed_bytes)
         code, fp = self.code, self.plan
         layouts = [_Layout(code, fp, i, public_seed) for i in range(fp.frames)]
         total = sum(len(lay.sent_rows) for lay in layouts)
         syn_all = unpack_bits(self._channel.receive("bob", KIND_SYNDROME), total)
-        q = fp.qber
+        cb = self.config.check_bits
+        if cb:
+            self._checks = unpack_bits(
+                self._channel.receive("bob", KIND_CHECK), cb * fp.frames
+            ).reshape(fp.frames, cb)
+        llr_q = math.log((1.0 - fp.qber) / fp.qber)
         start = row = 0
         for i, size in enumerate(fp.key_bits):
             lay = layouts[i]
@@ -503,56 +651,80 @@ class BobReconciler:
             yt = np.zeros(code.n, dtype=np.uint8)
             yt[lay.key] = self._y[start : start + size]
             yt[lay.short] = lay.short_values
-            probs = np.full(code.n, q)
-            probs[lay.short] = _SHORTENED_P
-            probs[lay.punct] = 0.5
-            self._layouts.append(lay)
-            self._syn.append(syn)
-            self._yt.append(yt)
-            self._probs.append(probs)
-            self._done.append(0)
-            self._offsets.append(start)
+            prior = np.full(code.n, llr_q, dtype=np.float32)
+            prior[lay.short] = _KNOWN_LLR
+            prior[lay.punct] = 0.0
+            target = syn ^ code.syndrome(yt)
+            self._frames.append(_Frame(lay, yt, target, prior, start))
             start += size
         self.pending = list(range(fp.frames))
 
-    def _bp(self) -> Any:
+    # -- decoding ----------------------------------------------------------------------------
+    def _layered(self) -> LayeredDecoder:
         if self._decoder is None:
-            self._decoder = _make_decoder(self.code.H, self.config.bp_max_iter)
+            from qrepeater.qkdpp._bp_kernel import LayeredDecoder
+
+            self._decoder = LayeredDecoder(self.code.H)
         return self._decoder
 
-    def _decode_all(self, problems: list[tuple[U8, npt.NDArray[np.float64]]]) -> list[U8 | None]:
-        """Decode (target syndrome, channel probabilities) problems; None where BP failed."""
-        workers = min(self.config.workers, len(problems))
+    def _decode_frame(self, f: int) -> bool:
+        """Decode frame ``f`` (runs in a worker thread for the layered decoder)."""
+        fr = self._frames[f]
+        cfg = self.config
+        if cfg.decoder == "ldpc":
+            probs = 1.0 / (1.0 + np.exp(fr.prior.astype(np.float64)))
+            probs = np.clip(probs, _SHORTENED_P, 1.0 - _SHORTENED_P)
+            self._ldpc.update_channel_probs(probs)
+            err = np.asarray(self._ldpc.decode(fr.target), dtype=np.uint8)
+            fr.error = err if bool(self._ldpc.converge) else None
+            fr.iterations = int(self._ldpc.iter)
+            return fr.error is not None
+        dec = self._layered()
+        if fr.state is None:
+            fr.state = dec.state(fr.prior)
+        before = fr.state.iterations
+        ok = dec.decode(fr.state, fr.target, max_iter=cfg.bp_max_iter, patience=cfg.patience)
+        fr.error = fr.state.hard_decision() if ok else None
+        fr.iterations = fr.state.iterations - before
+        return ok
+
+    def _decode_all(self, frames: list[int]) -> list[bool]:
+        if self.config.decoder == "ldpc":
+            if self._ldpc is None:
+                self._ldpc = _make_ldpc_decoder(self.code.H, self.config.bp_max_iter)
+            return [self._decode_frame(f) for f in frames]
+        self._layered()  # compile / build once, outside the threads
+        if self._executor is not None:
+            return list(self._executor.map(self._decode_frame, frames))
+        workers = min(self.config.workers, len(frames))
         if workers <= 1:
-            dec = self._bp()
-            return [_decode(dec, problem) for problem in problems]
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(self.code.H, self.config.bp_max_iter),
-        ) as pool:
-            return list(pool.map(_decode_in_worker, problems))
+            return [self._decode_frame(f) for f in frames]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qr-bp") as pool:
+            return list(pool.map(self._decode_frame, frames))
 
     def decode_round(self) -> None:
         """Decode all pending frames, then send the success bitmap to Alice."""
         self.rounds += 1
-        ok: list[bool] = []
         t0 = time.perf_counter()
-        targets = {f: self._syn[f] ^ self.code.syndrome(self._yt[f]) for f in self.pending}
-        results = self._decode_all([(targets[f], self._probs[f]) for f in self.pending])
-        for f, err in zip(self.pending, results, strict=True):
-            lay = self._layouts[f]
-            target = targets[f]
+        converged = self._decode_all(self.pending)
+        ok: list[bool] = []
+        cb = self.config.check_bits
+        for f, conv in zip(self.pending, converged, strict=True):
+            fr = self._frames[f]
             self.attempts += 1
-            good = err is not None and np.array_equal(self.code.syndrome(err), target)
-            ok.append(good)
+            self.iterations += fr.iterations
+            err = fr.error
+            good = conv and err is not None and np.array_equal(self.code.syndrome(err), fr.target)
+            fixed: U8 | None = None
             if good and err is not None:
+                fixed = fr.yt[fr.lay.key] ^ err[fr.lay.key]
+                if cb:
+                    mine = frame_check(fixed, public_seed=self._public_seed, frame=f, n_bits=cb)
+                    good = bool(np.array_equal(mine, self._checks[f]))
+            ok.append(good)
+            if good and fixed is not None:
                 size = self.plan.key_bits[f]
-                start = self._offsets[f]
-                # Revealed key bits already hold Alice's values in yt (and err is 0 there).
-                fixed = self._yt[f][lay.key] ^ err[lay.key]
+                start = fr.offset
                 self.corrected[start : start + size] = fixed
                 self.errors_found += int(np.count_nonzero(fixed != self._y[start : start + size]))
         self.decode_seconds += time.perf_counter() - t0
@@ -563,26 +735,48 @@ class BobReconciler:
     def receive_reveals(self) -> bool:
         """After a failed round: take Alice's reveals (if any). True if decoding continues."""
         retry = []
+        cb = self.config.check_bits
         for f in self._still:
-            if self._layouts[f].can_reveal(self.plan, self._done[f]):
+            if self._frames[f].lay.can_reveal(self.plan, self._frames[f].done, cb):
                 retry.append(f)
             else:
                 self.failed.append(f)
         self.pending = retry
         if not retry:
             return False
-        blocks = [self._layouts[f].reveal_block(self.plan, self._done[f]) for f in retry]
+        blocks = [self._frames[f].lay.reveal_block(self.plan, self._frames[f].done) for f in retry]
         values = unpack_bits(self._channel.receive("bob", KIND_REVEAL), sum(b.size for b in blocks))
         pos = 0
         for f, idx in zip(retry, blocks, strict=True):
-            self._yt[f][idx] = values[pos : pos + idx.size]
-            self._probs[f][idx] = _SHORTENED_P
-            self._done[f] += 1
+            fr = self._frames[f]
+            v = values[pos : pos + idx.size]
+            # The error at a revealed position is now known: e = y xor x (y = 0 if punctured).
+            llr = np.where(fr.yt[idx] ^ v, -_KNOWN_LLR, _KNOWN_LLR).astype(np.float32)
+            fr.prior[idx] = llr
+            if fr.state is not None:
+                fr.state.set_prior(idx, llr)
+            fr.done += 1
             pos += idx.size
         return True
 
 
-def _code_for(key_length: int, qber: float, config: ReconcileConfig) -> tuple[FramePlan, LdpcCode]:
+def _make_ldpc_decoder(H: Any, max_iter: int) -> Any:
+    """The reference decoder: ``ldpc``'s product-sum BP, flooding schedule, syndrome input."""
+    from ldpc.bp_decoder import BpDecoder
+
+    return BpDecoder(
+        H,
+        error_rate=0.1,
+        max_iter=max_iter,
+        bp_method="product_sum",
+        schedule="parallel",
+        input_vector_type="syndrome",
+    )
+
+
+def _code_for(
+    key_length: int, qber: float, config: ReconcileConfig, qber_upper: float | None = None
+) -> tuple[FramePlan, LdpcCode]:
     """The plan and its mother code, loaded or built.
 
     If no 4-cycle-free code of the planned rate and length exists (high rates need long
@@ -593,7 +787,13 @@ def _code_for(key_length: int, qber: float, config: ReconcileConfig) -> tuple[Fr
     """
     excluded: set[float] = set()
     while True:
-        frame_plan = plan(key_length, qber=qber, config=config, exclude=frozenset(excluded))
+        frame_plan = plan(
+            key_length,
+            qber=qber,
+            config=config,
+            exclude=frozenset(excluded),
+            qber_upper=qber_upper,
+        )
         try:
             code = config.family.code(
                 frame_plan.rate, frame_plan.block_length, cache_dir=config.cache_dir
@@ -619,12 +819,17 @@ def reconcile(
     channel: Channel,
     seed: int | np.random.Generator | None = None,
     config: ReconcileConfig | None = None,
+    qber_sample_bits: int | None = None,
+    executor: MapExecutor | None = None,
 ) -> ReconcileResult:
     """Reconcile Bob's key to Alice's over ``channel`` (driver of the two parties).
 
-    ``qber`` is the public QBER estimate both parties use. ``seed`` drives Alice's choice of
-    the public seed. Raises :class:`ReconciliationError` on bad inputs; a frame that cannot be
-    decoded gives ``success=False`` (never a silently wrong key).
+    ``qber`` is the public QBER estimate both parties use. If it was measured on a disclosed
+    sample of ``qber_sample_bits`` bits, the plan covers its upper confidence bound
+    (``config.qber_confidence``). ``seed`` drives Alice's choice of the public seed;
+    ``executor`` (caller-owned, e.g. a ``ThreadPoolExecutor``) decodes frames concurrently.
+    Raises :class:`ReconciliationError` on bad inputs; a frame that cannot be decoded before
+    its leak reaches its length gives ``success=False`` (never a silently wrong key).
     """
     t0 = time.perf_counter()
     cfg = ReconcileConfig() if config is None else config
@@ -635,11 +840,23 @@ def reconcile(
         raise ReconciliationError(f"key lengths differ: {x.size} vs {y.size}")
     if x.size == 0:
         raise ReconciliationError("empty key")
+    q_up: float | None = None
+    if qber_sample_bits is not None:
+        k = int(qber_sample_bits)
+        if k < 1:
+            raise ReconciliationError(f"qber_sample_bits must be >= 1, got {qber_sample_bits}")
+        errors = min(k, round(float(qber) * k))
+        q_up = max(
+            float(qber), min(0.5, qber_upper_bound(errors, k, confidence=cfg.qber_confidence))
+        )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     before = channel.bits_sent(prefix="ec.")
     before_reveal = channel.bits_sent(prefix=KIND_REVEAL)
-    alice = AliceReconciler(x, qber=qber, channel=channel, config=cfg, rng=rng)
-    bob = BobReconciler(y, qber=qber, channel=channel, config=cfg)
+    before_check = channel.bits_sent(prefix=KIND_CHECK)
+    alice = AliceReconciler(x, qber=qber, channel=channel, config=cfg, rng=rng, qber_upper=q_up)
+    bob = BobReconciler(
+        y, qber=qber, channel=channel, config=cfg, qber_upper=q_up, executor=executor
+    )
     fp = bob.plan
     alice.send_syndromes()
     bob.receive_syndromes()
@@ -654,17 +871,23 @@ def reconcile(
     leak = channel.bits_sent(prefix="ec.") - before
     failed = tuple(sorted(bob.failed))
     success = not failed and sorted(alice.failed) == list(failed)
-    h = binary_entropy(qber)
+    n = int(x.size)
+    observed = bob.errors_found / n
+    eff_est = leak / (n * binary_entropy(qber))
+    h_true = binary_entropy(observed)
+    efficiency = eff_est
+    if success:
+        efficiency = leak / (n * h_true) if h_true > 0 else math.nan
     return ReconcileResult(
         bob_key=bob.corrected,
         success=success,
         frames=fp.frames,
         frames_failed=len(failed),
         leak_bits=leak,
-        efficiency=leak / (x.size * h),
+        efficiency=efficiency,
         seconds=time.perf_counter() - t0,
         qber=float(qber),
-        observed_qber=bob.errors_found / x.size,
+        observed_qber=observed,
         rate=fp.rate,
         block_length=fp.block_length,
         revealed_bits=channel.bits_sent(prefix=KIND_REVEAL) - before_reveal,
@@ -672,4 +895,11 @@ def reconcile(
         decode_attempts=bob.attempts,
         decode_seconds=bob.decode_seconds,
         failed_frames=failed,
+        key_bits=n,
+        efficiency_estimate=eff_est,
+        secret_capacity_left=leak < n,
+        check_bits=channel.bits_sent(prefix=KIND_CHECK) - before_check,
+        iterations=bob.iterations,
+        qber_upper=q_up,
+        decoder=cfg.decoder,
     )
