@@ -11,6 +11,8 @@ first use. To export a name, add one ``"name": "module"`` entry to ``_LAZY`` and
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from qrepeater.errors import (
@@ -97,6 +99,22 @@ if TYPE_CHECKING:  # what the lazy table provides, for type checkers and IDEs
         read_results,
         sweep,
     )
+
+
+class _Package(types.ModuleType):
+    """The package module. The import system binds every submodule on its parent once it is
+    loaded; where a public function shares its submodule's name (``qrepeater.calibrate``), the
+    function wins, as it did when this package imported it eagerly."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == value.__name__ == (
+            f"{__name__}.{name}"
+        ):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
