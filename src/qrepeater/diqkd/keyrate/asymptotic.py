@@ -37,4 +37,3 @@ def asymptotic_rate(*, chsh: float, qber: float) -> float:
     s = _check_chsh_physical(chsh)
     q = _check_qber(qber)
     return max(0.0, _pironio(s) - _h(q))
-

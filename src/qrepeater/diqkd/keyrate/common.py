@@ -126,7 +126,6 @@ def _pironio_slope(s: float) -> float:
     return 0.5 * math.log2((1.0 + x) / (1.0 - x)) * s / (4.0 * x)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # inputs
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +431,8 @@ def _floor_bits(x: float) -> int:
     if not math.isfinite(x) or x <= 0.0:
         return 0
     return math.floor(x)
+
+
 def _maximise_scalar(
     fun: Callable[[float], float], lo: float, hi: float, n_grid: int
 ) -> tuple[float, float]:
@@ -447,4 +448,3 @@ def _maximise_scalar(
     if -float(res.fun) >= vals[i]:
         return float(res.x), -float(res.fun)
     return float(xs[i]), float(vals[i])
-

@@ -116,7 +116,6 @@ class EatDetails:
         return dict(self.__dict__)
 
 
-
 def _eta_omega(omega: FloatArray, scale: float) -> FloatArray:
     """scale * eta(omega), Nadlinger et al. Suppl. Eq. (62): 0 on [1/4, 3/4], else the CHSH bound
     with S = 8 omega - 4 (or its mirror 4 - 8 omega)."""
@@ -190,7 +189,6 @@ class _EatProblem:
         second = -n * inf_term + n * (alpha - 1.0) ** 2 * k_alpha
         const = (self.theta_min + alpha * self.log_ea) / (alpha - 1.0)
         return first, second, const
-
 
 
 def eat_entropy_bound(
@@ -400,4 +398,3 @@ def eat_key(inputs: FiniteKeyInputs) -> FiniteKeyResult:
         protocol=PROTOCOL_SPOT_CHECKING,
         assumptions=ASSUMPTIONS["eat"],
     )
-

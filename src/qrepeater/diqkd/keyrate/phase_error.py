@@ -70,7 +70,6 @@ class PhaseErrorDetails:
         return dict(self.__dict__)
 
 
-
 def phase_error_relation(relation: PhaseErrorRelation = "chord") -> tuple[float, float]:
     """Affine upper bound e_ph <= a - b S valid round by round; returns (a, b).
 
@@ -236,4 +235,3 @@ def phase_error_key(
         protocol=PROTOCOL_AS_RUN,
         assumptions=ASSUMPTIONS[f"phase-error/{relation}"],
     )
-
