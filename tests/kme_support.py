@@ -195,7 +195,15 @@ class InProcessPair:
         for stop in self._stops:
             self._loop.call_soon_threadsafe(stop.set)
         for fut in self._futs:
-            fut.result(timeout=30)
+            try:
+                fut.result(timeout=30)
+            except TimeoutError:
+                async def dump() -> None:
+                    for t in asyncio.all_tasks():
+                        t.print_stack(file=sys.stderr)
+
+                asyncio.run_coroutine_threadsafe(dump(), self._loop).result(5)
+                raise
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()

@@ -66,9 +66,11 @@ _LAZY: dict[str, str] = {
     "make_task": "qrepeater.sweep",
     "read_results": "qrepeater.sweep",
     "sweep": "qrepeater.sweep",
+    "kme": "qrepeater.kme",  # the submodule itself (qrepeater.kme.kme is the module)
 }
 
 if TYPE_CHECKING:  # what the lazy table provides, for type checkers and IDEs
+    from qrepeater import kme
     from qrepeater.calibrate import CalibrationResult, calibrate
     from qrepeater.diqkd.estimate import estimate_bell
     from qrepeater.diqkd.keyrate import asymptotic_rate, finite_key
@@ -172,6 +174,7 @@ __all__ = [
     "distill",
     "estimate_bell",
     "finite_key",
+    "kme",
     "load_preset",
     "load_spec",
     "make_executor",

@@ -9,6 +9,8 @@ The KME itself (``qrepeater kme serve``) lives in :mod:`qrepeater.service.kme` a
 ``qrepeater[service]`` extra; :class:`Client` needs only the standard library.
 """
 
+import sys
+
 from qrepeater.service.client import (
     AsyncClient,
     Client,
@@ -17,5 +19,8 @@ from qrepeater.service.client import (
     KMEStatus,
     client_ssl_context,
 )
+
+kme = sys.modules[__name__]
+"""This module (``qrepeater.kme.kme``): the lazy package table maps ``qr.kme`` through it."""
 
 __all__ = ["AsyncClient", "Client", "KMERequestError", "KMEStatus", "Key", "client_ssl_context"]

@@ -58,6 +58,7 @@ import contextlib
 import functools
 import json
 import logging
+import re
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -95,8 +96,10 @@ __all__ = [
 
 log = logging.getLogger("qrepeater.kme")
 T = TypeVar("T")
-_SAE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~-")
+_SAE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
+"""SAE_IDs (and KME_IDs) accepted in URLs: the pattern of the OpenAPI document."""
 _MAX_BODY = 1 << 20
+_NO_BODY = object()
 
 
 class KMEError(Exception):
@@ -136,7 +139,7 @@ class KMEConfig:
     peer_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        if not self.kme_id or not set(self.kme_id) <= _SAE_CHARS:
+        if not _SAE_ID.fullmatch(self.kme_id):
             raise ParameterError(f"kme_id must be a non-empty URL-safe name, got {self.kme_id!r}")
         if not 1 <= self.max_key_per_request <= 10_000:
             raise ParameterError("max_key_per_request must be in 1..10000")
@@ -152,10 +155,32 @@ class KMEConfig:
             raise ParameterError("max_key_count must be >= 0 and peer_timeout_s > 0")
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3 document of the ETSI GS QKD 014 interface served here (package data)."""
+def openapi_document(
+    *,
+    max_key_per_request: int | None = None,
+    min_key_size: int | None = None,
+    max_key_size: int | None = None,
+) -> dict[str, Any]:
+    """The OpenAPI 3 document of the ETSI GS QKD 014 interface served here (package data).
+
+    The shipped document states the default limits (128 keys per request, sizes of 8..256
+    bits); the keyword arguments put a KME's own limits in their place.
+    """
     text = resources.files("qrepeater.service").joinpath("openapi/etsi014.json").read_text()
     doc: dict[str, Any] = json.loads(text)
+    schemas = doc["components"]["schemas"]
+    get_params = doc["paths"]["/api/v1/keys/{slave_SAE_ID}/enc_keys"]["get"]["parameters"]
+    number = [schemas["KeyRequest"]["properties"]["number"], get_params[0]["schema"]]
+    size = [schemas["KeyRequest"]["properties"]["size"], get_params[1]["schema"]]
+    if max_key_per_request is not None:
+        for item in number:
+            item["maximum"] = max_key_per_request
+        schemas["KeyIDs"]["properties"]["key_IDs"]["maxItems"] = max_key_per_request
+    for item in size:
+        if min_key_size is not None:
+            item["minimum"] = min_key_size
+        if max_key_size is not None:
+            item["maximum"] = max_key_size
     return doc
 
 
@@ -193,20 +218,44 @@ def sae_id_of(peercert: Mapping[str, Any] | None) -> str:
 
 
 def _check_sae_id(value: str, what: str) -> str:
-    if not 1 <= len(value) <= 64 or not set(value) <= _SAE_CHARS:
+    if not _SAE_ID.fullmatch(value):
         raise KMEError(400, f"{what} is not a valid SAE_ID", [{"parameter": what}])
     return value
 
 
 def _as_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str):
-            try:
-                return int(value, 10)
-            except ValueError:
-                pass
         raise KMEError(400, f"{name} must be an integer", [{"parameter": name}])
     return value
+
+
+def _query_int(value: str | None, name: str) -> int | None:
+    """An integer query parameter (decimal digits, optional sign) or ``None``."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or not text.lstrip("+-").isdigit() or not text.isascii() or len(text) > 12:
+        raise KMEError(400, f"{name} must be an integer", [{"parameter": name}])
+    return int(text)
+
+
+def _array(body: Mapping[str, Any], name: str, item: type) -> list[Any]:
+    """``body[name]`` as a list whose items are all of type ``item`` (absent: empty)."""
+    value = body.get(name)
+    if value is None and name not in body:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(v, item) and not isinstance(v, bool) for v in value
+    ):
+        raise KMEError(
+            400, f"{name} must be an array of {item.__name__} values", [{"parameter": name}]
+        )
+    return value
+
+
+def _object(body: Mapping[str, Any], name: str) -> None:
+    if name in body and not isinstance(body[name], dict):
+        raise KMEError(400, f"{name} must be an object", [{"parameter": name}])
 
 
 def _check_key_id(value: Any) -> str:
@@ -642,10 +691,10 @@ def create_app(manager: KeyManager) -> web.Application:
 
     async def parse_json(request: web.Request) -> Any:
         if not request.can_read_body:
-            return None
+            return _NO_BODY
         raw = await request.read()
         if not raw.strip():
-            return None
+            return _NO_BODY
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -661,45 +710,36 @@ def create_app(manager: KeyManager) -> web.Application:
     async def enc_get(request: web.Request) -> web.Response:
         caller = caller_of(request)
         q = request.query
-        return ok(
-            await manager.enc_keys(
-                caller, request.match_info["sae"], q.get("number"), q.get("size")
-            )
-        )
+        number = _query_int(q.get("number"), "number")
+        size = _query_int(q.get("size"), "size")
+        return ok(await manager.enc_keys(caller, request.match_info["sae"], number, size))
 
     async def enc_post(request: web.Request) -> web.Response:
         caller = caller_of(request)
         body = await parse_json(request)
-        if body is None:
-            body = {}
+        if body is _NO_BODY:
+            body = {}  # every field of the key request is optional (clause 6.2)
         if not isinstance(body, dict):
             raise KMEError(400, "the key request must be a JSON object")
-        extra = body.get("additional_slave_SAE_IDs")
-        if extra is not None and not isinstance(extra, list):
-            raise KMEError(400, "additional_slave_SAE_IDs must be an array")
-        if extra:
+        if _array(body, "additional_slave_SAE_IDs", str):
             raise KMEError(
                 400,
                 "additional slave SAEs are not supported (max_SAE_ID_count is 0)",
                 [{"parameter": "additional_slave_SAE_IDs"}],
             )
-        mandatory = body.get("extension_mandatory")
-        if mandatory is not None and not isinstance(mandatory, list):
-            raise KMEError(400, "extension_mandatory must be an array")
+        mandatory = _array(body, "extension_mandatory", dict)
         if mandatory:
             raise KMEError(
                 400,
                 "no mandatory extension is supported",
-                [{"extension_mandatory": m} for m in mandatory if isinstance(m, dict)],
+                [{"extension_mandatory": m} for m in mandatory],
             )
-        optional = body.get("extension_optional")
-        if optional is not None and not isinstance(optional, list):
-            raise KMEError(400, "extension_optional must be an array")
-        return ok(
-            await manager.enc_keys(
-                caller, request.match_info["sae"], body.get("number"), body.get("size")
-            )
-        )
+        _array(body, "extension_optional", dict)  # checked, then ignored (clause 6.2)
+        number = body.get("number")
+        size = body.get("size")
+        if any(k in body and body[k] is None for k in ("number", "size")):
+            raise KMEError(400, "number and size must be integers")
+        return ok(await manager.enc_keys(caller, request.match_info["sae"], number, size))
 
     async def dec_get(request: web.Request) -> web.Response:
         caller = caller_of(request)
@@ -713,10 +753,12 @@ def create_app(manager: KeyManager) -> web.Application:
         body = await parse_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("key_IDs"), list):
             raise KMEError(400, "the body must be an object with a key_IDs array")
+        _object(body, "key_IDs_extension")
         ids = []
         for item in body["key_IDs"]:
             if not isinstance(item, dict) or "key_ID" not in item:
                 raise KMEError(400, "each key_IDs item must be an object with key_ID")
+            _object(item, "key_ID_extension")
             ids.append(item["key_ID"])
         return ok(await manager.dec_keys(caller, request.match_info["sae"], ids))
 
@@ -732,7 +774,8 @@ def create_app(manager: KeyManager) -> web.Application:
             if exc.status < 400:
                 raise
             status = 400 if exc.status == 413 else exc.status
-            return web.json_response({"message": exc.reason}, status=status, headers=None)
+            keep = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+            return web.json_response({"message": exc.reason}, status=status, headers=keep)
         except (KeyStoreError, TransportError, AuthenticationError) as exc:
             log.warning("request failed: %s", exc)
             return web.json_response({"message": "key store or peer unavailable"}, status=503)
@@ -790,7 +833,7 @@ async def run_kme(
         on_connect=manager.on_connect,
     )
     manager.attach(link)
-    runner = web.AppRunner(create_app(manager), access_log=None)
+    runner = web.AppRunner(create_app(manager), access_log=None, shutdown_timeout=2.0)
     tasks: list[asyncio.Task[Any]] = []
     try:
         await runner.setup()
@@ -808,10 +851,10 @@ async def run_kme(
             ready({"role": role, "port": port, "peer_port": peer_port, **recovered})
         await (stop.wait() if stop is not None else asyncio.Event().wait())
     finally:
+        await link.close()  # first: it also stops the follower's reconnection loop
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await link.close()
         await runner.cleanup()
         ledger.close()
         store.close()
