@@ -8,6 +8,7 @@ from qrepeater.cli import diqkd as _diqkd
 from qrepeater.cli import keys as _keys
 from qrepeater.cli import kme as _kme
 from qrepeater.cli import link as _link
+from qrepeater.cli import node as _node
 from qrepeater.cli import sweep as _sweep
 
 app = typer.Typer(
@@ -29,6 +30,8 @@ app.command("results")(_sweep.results)
 app.command("plot")(_sweep.plot)
 app.add_typer(_diqkd.app, name="diqkd", help="DI-QKD rounds, estimation and key distillation.")
 app.add_typer(_kme.app, name="kme", help="ETSI GS QKD 014 key management entity (KME).")
+app.command("node")(_node.node)
+app.add_typer(_node.auth_app, name="auth-key", help="Pre-shared authentication pools.")
 
 
 def main() -> None:
