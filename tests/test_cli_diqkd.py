@@ -140,3 +140,50 @@ def test_estimate_bad_input_exit_2(tmp_path: Path) -> None:
         assert message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert result.stdout == ""
+
+
+def test_distill_key_set_is_one_unit_and_never_overwritten(tmp_path: Path) -> None:
+    """An aborted run writes a report-only set; a second run into the same folder is refused
+    (exit 2, one line) unless --force, which replaces the set whole."""
+    simulate(tmp_path / "run", "--seed", "2")
+    rec = [
+        "--alice",
+        str(tmp_path / "run/alice.parquet"),
+        "--bob",
+        str(tmp_path / "run/bob.parquet"),
+    ]
+    out = tmp_path / "keys"
+    first = invoke("distill", *rec, "--out", str(out), "--seed", "1", "--json")
+    assert first.exit_code == 3  # 5,000 rounds give no finite key
+    assert len(first.stderr.strip().splitlines()) == 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["aborted"] is True
+    assert report["run_id"] == json.loads(first.stdout)["run_id"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    again = invoke("distill", *rec, "--out", str(out), "--seed", "1")
+    assert again.exit_code == 2
+    assert "not empty" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    forced = invoke("distill", *rec, "--out", str(out), "--seed", "1", "--force")
+    assert forced.exit_code == 3
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".keys.")]
+
+
+def test_distill_preset_fixes_the_setting_distribution(tmp_path: Path) -> None:
+    simulate(tmp_path / "run", "--seed", "2")
+    rec = [
+        "--alice",
+        str(tmp_path / "run/alice.parquet"),
+        "--bob",
+        str(tmp_path / "run/bob.parquet"),
+    ]
+    from qrepeater.presets import load_preset
+
+    p = load_preset().replace({"operating.diqkd_prob_y2": 0.5})
+    other = tmp_path / "other.toml"
+    other.write_text(p.to_toml())
+    res = invoke("distill", *rec, "--out", str(tmp_path / "k"), "--preset", str(other), "--json")
+    assert res.exit_code == 3
+    assert json.loads(res.stdout)["abort_reason"] == "settings"
+    assert "declares the setting distribution" in res.stderr
