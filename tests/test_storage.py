@@ -27,14 +27,25 @@ def stored(rate_link: ElementaryLink) -> StoredLink:
     return StoredLink(rate_link)
 
 
-def test_paper_memory_targets(stored: StoredLink) -> None:
+def test_memory_fit_targets_are_met(stored: StoredLink) -> None:
+    # the coherence time is the paper's value and the <ZZ> slope is fitted to the infinite-window
+    # average: these two must be hit tightly
     assert stored.memory.coherence_time_s == pytest.approx(0.550)
-    assert stored.average_fidelity(None) == pytest.approx(0.578, abs=0.01)
-    assert stored.average_fidelity(0.45) == pytest.approx(0.668, abs=0.01)
-    assert abs(stored.time_above_half_s() - 0.547) < 0.034
-    assert abs(float(stored.fidelity(0.45)) - 0.554) < 0.05
+    assert stored.average_fidelity(None) == pytest.approx(0.578, abs=0.006)
     assert stored.link_efficiency == pytest.approx(1.2, rel=0.05)
     assert delivery_threshold(initial_fidelity=1.0) == pytest.approx(0.826, abs=0.005)
+
+
+def test_memory_predictions_within_the_papers_one_sigma(stored: StoredLink) -> None:
+    """Predictions that hang on the fitted slope, checked against the paper's error bars.
+
+    The slope's own uncertainty moves F(450 ms) only by about +-0.007 (docs/model.md), so the
+    paper's one-sigma bars (0.005, 34 ms, 0.050) are the binding tolerance here; the 450 ms
+    window average has the paper's tight 0.005.
+    """
+    assert stored.average_fidelity(0.45) == pytest.approx(0.668, abs=0.005)
+    assert abs(stored.time_above_half_s() - 0.547) < 0.034
+    assert abs(float(stored.fidelity(0.45)) - 0.554) < 0.050
 
 
 def test_stored_state_follows_the_measured_decay_laws(stored: StoredLink) -> None:
