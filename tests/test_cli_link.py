@@ -126,3 +126,21 @@ def test_console_script_exit_status() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:")
     assert "Traceback" not in proc.stderr
+
+
+def test_bracketed_user_text_is_printed_literally(tmp_path: Path) -> None:
+    """Paths and names with rich-markup look-alikes neither crash nor vanish (issue 8, item 6)."""
+    folder = tmp_path / "[bold]" / "[/x]"
+    folder.mkdir(parents=True)
+    path = folder / "p.toml"
+    path.write_text(load_preset().to_toml())
+    ok = runner.invoke(app, ["link", "--preset", str(path)])
+    assert ok.exit_code == 0, ok.output
+    assert f"Elementary link ({path})" in ok.stdout
+    bad = folder / "bad.toml"
+    bad.write_text(load_preset().to_toml() + "\n[bogus]\nx = 1\n")
+    res = runner.invoke(app, ["link", "--preset", str(bad)])
+    assert res.exit_code == 2
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert "[bogus]" in res.stderr
+    assert str(bad) in " ".join(res.stderr.split())

@@ -23,7 +23,8 @@ R = TypeVar("R")
 
 def _console(*, stderr: bool) -> Console:
     probe = Console(stderr=stderr)
-    # wide tables in logs and pipes; the terminal's own width otherwise
+    # wide tables in logs and pipes; the terminal's own width otherwise. User text (paths,
+    # preset names, run ids) must reach these consoles as rich Text or with markup=False.
     return Console(stderr=stderr, soft_wrap=True, width=None if probe.is_terminal else 160)
 
 
@@ -131,8 +132,9 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 
 def kv_table(title: str, items: Mapping[str, Any]) -> Table:
-    """Two-column key/value table; nested mappings are flattened with dots."""
-    table = Table(title=title, show_header=False, title_justify="left")
+    """Two-column key/value table; nested mappings are flattened with dots. Every string is
+    shown literally (rich Text), never parsed as markup."""
+    table = Table(title=Text(title), show_header=False, title_justify="left")
     table.add_column("quantity", style="cyan")
     table.add_column("value", justify="right")
 
@@ -141,9 +143,9 @@ def kv_table(title: str, items: Mapping[str, Any]) -> Table:
             for k, v in value.items():
                 add(f"{prefix}.{k}" if prefix else str(k), v)
         elif isinstance(value, list | tuple) and value and all(isinstance(v, float) for v in value):
-            table.add_row(prefix, ", ".join(fmt(v) for v in value))
+            table.add_row(Text(prefix), Text(", ".join(fmt(v) for v in value)))
         else:
-            table.add_row(prefix, fmt(value))
+            table.add_row(Text(prefix), Text(fmt(value)))
 
     add("", items)
     return table
@@ -151,9 +153,9 @@ def kv_table(title: str, items: Mapping[str, Any]) -> Table:
 
 def rows_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     """A table with a header row."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")
     for i, c in enumerate(columns):
-        table.add_column(c, justify="left" if i == 0 else "right")
+        table.add_column(Text(c), justify="left" if i == 0 else "right")
     for r in rows:
-        table.add_row(*(fmt(v) for v in r))
+        table.add_row(*(Text(fmt(v)) for v in r))
     return table

@@ -83,7 +83,7 @@ def simulate(
         print_json(summary)
     else:
         stdout.print(kv_table(f"DI-QKD run {m.run_id}", _short(summary)))
-        stderr.print(f"wrote {alice_path} and {bob_path}")
+        stderr.print(f"wrote {alice_path} and {bob_path}", markup=False, highlight=False)
 
 
 @app.command("estimate")

@@ -112,7 +112,7 @@ def calibrate(
             )
         )
         if out is not None:
-            stderr.print(f"wrote {out}")
+            stderr.print(f"wrote {out}", markup=False, highlight=False)
 
 
 @handle_errors
@@ -182,4 +182,7 @@ def reproduce_cmd(
         ],
     )
     stdout.print(table)
-    stdout.print(f"figures: {', '.join(sorted({f.stem for f in result.figures}))} in {out}/")
+    stdout.print(
+        f"figures: {', '.join(sorted({f.stem for f in result.figures}))} in {out}/",
+        markup=False,
+    )
