@@ -110,17 +110,17 @@ def sweep(
     reused = sum(len(s) for s in stored)
     pieces_run = 0
 
-    def left() -> int:
-        return sum(t.max_pieces - len(stored[i]) for i, t in enumerate(todo) if not done[i])
+    # most pieces still to run, and tasks finished (kept up to date, not recounted)
+    remaining = sum(t.max_pieces - len(stored[i]) for i, t in enumerate(todo) if not done[i])
+    tasks_done = sum(done)
 
     def event(kind: Literal["start", "piece", "finish"], desc: str, **kw: Any) -> SweepEvent:
         elapsed = time.perf_counter() - t_start
-        remaining = left()
         eta = elapsed / pieces_run * remaining if pieces_run else None
         return SweepEvent(
             kind=kind,
             tasks_total=len(todo),
-            tasks_done=sum(done),
+            tasks_done=tasks_done,
             pieces_done=pieces_run,
             pieces_reused=reused,
             pieces_left=remaining,
@@ -207,17 +207,22 @@ def sweep(
                 except Exception as exc:
                     what = ", ".join(f"{todo[i].label()} piece {k}" for i, k in items[:3])
                     raise ExecutorError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+                fresh = []
                 for (i, k), stats in zip(items, results, strict=True):
                     running[i].discard(k)
-                    if done[i] or k in stored[i]:
-                        continue  # surplus past an early stop
-                    writer.append(todo[i], stats)
+                    if not (done[i] or k in stored[i]):  # else surplus past an early stop
+                        fresh.append((i, k, stats))
+                writer.append_many([(todo[i], stats) for i, _, stats in fresh])
+                for i, k, stats in fresh:
                     stored[i][k] = stats
                     pieces_run += 1
+                    remaining -= 1
                     samples += stats.samples
                     sel = select_pieces(stored[i], todo[i].budget, targets[i])
                     if sel.complete:
                         done[i] = True
+                        tasks_done += 1
+                        remaining -= todo[i].max_pieces - len(stored[i])  # stopped early
                         for other, its in list(in_flight.items()):
                             # Dask's cancel returns None, concurrent.futures' False if running
                             if all(j == i for j, _ in its) and other.cancel() is not False:

@@ -227,6 +227,12 @@ class StoreWriter:
         """Write one finished piece durably."""
         self._write(format_line(task, stats).encode("utf-8"))
 
+    def append_many(self, items: Sequence[tuple[Task, TaskStats]]) -> None:
+        """Write several finished pieces with one ``write`` and one ``fsync`` (a batch of small
+        tasks); a crash can still tear only the last line."""
+        if items:
+            self._write("".join(format_line(t, s) for t, s in items).encode("utf-8"))
+
     def close(self) -> None:
         self._fh.close()
 

@@ -41,14 +41,30 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+#: id(preset) -> (preset, content, digest); a sweep's tasks share a few preset objects
+_CONTENT_CACHE: dict[int, tuple[Preset, dict[str, float], str]] = {}
+
+
+def _content(preset: Preset) -> tuple[dict[str, float], str]:
+    hit = _CONTENT_CACHE.get(id(preset))
+    if hit is not None and hit[0] is preset:
+        return hit[1], hit[2]
+    content = {k: float(q.value) for k, q in sorted(preset.quantities.items())}
+    digest = hashlib.sha256(canonical_json(content).encode()).hexdigest()[:16]
+    if len(_CONTENT_CACHE) >= 64:
+        _CONTENT_CACHE.clear()
+    _CONTENT_CACHE[id(preset)] = (preset, content, digest)
+    return content, digest
+
+
 def preset_content(preset: Preset) -> dict[str, float]:
     """Every value of the preset, keyed ``section.name``: what a model can depend on."""
-    return {k: float(q.value) for k, q in sorted(preset.quantities.items())}
+    return dict(_content(preset)[0])
 
 
 def preset_digest(preset: Preset) -> str:
     """First 16 hex digits of the SHA-256 of :func:`preset_content`."""
-    return hashlib.sha256(canonical_json(preset_content(preset)).encode()).hexdigest()[:16]
+    return _content(preset)[1]
 
 
 @dataclass(frozen=True)
@@ -156,7 +172,7 @@ class Task:
             "format": STORE_FORMAT,
             "model": self.model,
             "params": dict(self.params),
-            "preset": preset_content(self.preset),
+            "preset": _content(self.preset)[0],
             "budget": None if self.budget is None else self.budget.to_dict(),
             "version": self.version,
         }
