@@ -78,7 +78,7 @@ def test_sampler_still_accepts_generators_and_sequences(link: ElementaryLink) ->
     a = sample_heralds(link, n_pairs=50, seed=np.random.SeedSequence(3))
     b = sample_heralds(link, n_pairs=50, seed=np.random.default_rng(np.random.SeedSequence(3)))
     assert np.array_equal(a.time_s, b.time_s)
-    assert len(sample_heralds(link, n_pairs=5, seed=np.int64(2))) == 5
+    assert len(sample_heralds(link, n_pairs=5, seed=np.int64(2))) == 5  # type: ignore[arg-type]
 
 
 # ---- item 8: preset units ------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_lazy_api_table_matches_all() -> None:
     assert isinstance(qrepeater.__version__, str)
     assert issubclass(qrepeater.ParameterError, QRepeaterError)
     with pytest.raises(AttributeError):
-        _ = qrepeater.no_such_name  # type: ignore[attr-defined]
+        _ = qrepeater.no_such_name
 
 
 def test_cli_default_preset_names_agree() -> None:

@@ -111,10 +111,10 @@ def command(draw: st.DrawFn) -> list[str]:
             draw(st.sampled_from([str(b), str(a), "nope.parquet", str(tmp)])),
         ]
     elif which == "distill":
-        out = draw(
+        target = draw(
             st.sampled_from([str(tmp / f"keys{draw(st.integers(0, 10**9))}"), str(a), str(tmp)])
         )
-        args = ["diqkd", "distill", "--alice", str(a), "--bob", str(b), "--out", out]
+        args = ["diqkd", "distill", "--alice", str(a), "--bob", str(b), "--out", target]
         for opt, values in (
             ("--seed", VALUE),
             ("--eps", VALUE),
