@@ -246,7 +246,9 @@ class _Session:
             mine["committed"] = committed
             await self.stream.send(self.codec.hello(json.dumps(mine).encode()))
             log.debug("frame sent seq=%d kind=hello", self.codec.position.send_next - 1)
-        return max(int(peer["high"]), int(mine["high"])) + 1
+        nxt = max(int(peer["high"]), int(mine["high"])) + 1
+        node.mark_skipped(min(nxt, node.n_blocks))
+        return nxt
 
     # ---- blocks ---------------------------------------------------------------------------------
     async def run(self) -> bool:
@@ -445,6 +447,15 @@ class Node:
                 done.append(b)
         gone = self._discard_unfinished(keep=committed)
         self._note(committed=done, discarded=gone)
+
+    def mark_skipped(self, upto: int) -> None:
+        """Record blocks below ``upto`` that this store never saw (the peer started them) as
+        aborted, so that both stores list the same blocks in the same states."""
+        run_id = self.meta.run_id
+        seen = {b.block for b in self.store.blocks(run_id=run_id)}
+        for b in range(upto):
+            if b not in seen:
+                self.store.discard_block(run_id=run_id, block=b, reason="skipped")
 
     def _note(self, *, committed: list[int], discarded: list[int]) -> None:
         for k, v in (("committed", committed), ("discarded", discarded)):
