@@ -198,6 +198,7 @@ class InProcessPair:
             try:
                 fut.result(timeout=30)
             except TimeoutError:
+
                 async def dump() -> None:
                     for t in asyncio.all_tasks():
                         t.print_stack(file=sys.stderr)
@@ -298,9 +299,7 @@ class KMEProcess:
 def start_process_pair(files: PairFiles) -> tuple[KMEProcess, KMEProcess]:
     a = KMEProcess("kme-a", files=files, store=files.store_a, peer_listen="127.0.0.1:0")
     a.start()
-    b = KMEProcess(
-        "kme-b", files=files, store=files.store_b, peer_connect=a.peer_listen or ""
-    )
+    b = KMEProcess("kme-b", files=files, store=files.store_b, peer_connect=a.peer_listen or "")
     b.start()
     return a, b
 
@@ -309,9 +308,7 @@ def store_view(path: Path) -> dict[str, tuple[str, str | None, str | None]]:
     """Every key's (state, master, slave) in a store, read through a fresh connection."""
     with KeyStore(path) as store:
         return {
-            k: (r.state, r.master_sae, r.slave_sae)
-            for k in store.key_ids()
-            for r in [store.get(k)]
+            k: (r.state, r.master_sae, r.slave_sae) for k in store.key_ids() for r in [store.get(k)]
         }
 
 
