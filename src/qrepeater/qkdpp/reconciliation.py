@@ -664,7 +664,7 @@ class BobReconciler:
         if self._decoder is None:
             from qrepeater.qkdpp._bp_kernel import LayeredDecoder
 
-            self._decoder = LayeredDecoder(self.code.H)
+            self._decoder = LayeredDecoder.for_code(self.code)
         return self._decoder
 
     def _decode_frame(self, f: int) -> bool:
