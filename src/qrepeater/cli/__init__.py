@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from qrepeater.cli import chain as _chain
 from qrepeater.cli import diqkd as _diqkd
 from qrepeater.cli import keys as _keys
 from qrepeater.cli import kme as _kme
@@ -28,6 +29,7 @@ app.command("reconcile")(_keys.reconcile)
 app.command("sweep")(_sweep.sweep)
 app.command("results")(_sweep.results)
 app.command("plot")(_sweep.plot)
+app.add_typer(_chain.app, name="chain", help="Repeater chains: waiting time, state, key rate.")
 app.add_typer(_diqkd.app, name="diqkd", help="DI-QKD rounds, estimation and key distillation.")
 app.add_typer(_kme.app, name="kme", help="ETSI GS QKD 014 key management entity (KME).")
 app.command("node")(_node.node)

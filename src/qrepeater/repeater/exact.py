@@ -298,6 +298,8 @@ class NestedPlan:
 def nested_distribution(plan: NestedPlan, m: int) -> Distribution:
     """The end-to-end distribution at truncation ``m`` (no tolerance loop)."""
     decay = plan.segments[0].decay
+    if all(s is plan.segments[0] for s in plan.segments):
+        return _homogeneous(plan, m)
     layer: list[Distribution] = []
     for seg in plan.segments:
         if plan.purify:
@@ -322,6 +324,28 @@ def nested_distribution(plan: NestedPlan, m: int) -> Distribution:
             for i in range(0, len(layer), 2)
         ]
     return layer[0]
+
+
+def _homogeneous(plan: NestedPlan, m: int) -> Distribution:
+    """Identical segments: every join of a level has the same inputs, so one per level."""
+    seg = plan.segments[0]
+    if plan.purify:
+        d = purified_elementary(
+            seg, m, method=plan.purify, cutoff=plan.purify_cutoff, delay=plan.purify_delay
+        )
+    else:
+        d = elementary(seg, m)
+    for k in range(plan.levels):
+        d = join_swap(
+            d,
+            d,
+            decay=seg.decay,
+            cutoff=plan.cutoffs[k],
+            swap_probability=plan.swap_probability,
+            noise=plan.noise,
+            delay=plan.delays[k],
+        )
+    return d
 
 
 def solve(
