@@ -22,7 +22,12 @@ from qrepeater.diqkd.keyrate import (
     geat_entropy_bound,
     minimum_rounds,
 )
-from qrepeater.diqkd.keyrate.common import CHORD_LABEL, NO_DEVICE_MEMORY, PROTOCOL_AS_RUN
+from qrepeater.diqkd.keyrate.common import (
+    CHORD_LABEL,
+    DEVICE_MEMORY_ALLOWED,
+    NO_DEVICE_MEMORY,
+    PROTOCOL_AS_RUN,
+)
 from qrepeater.diqkd.rounds import SettingDistribution
 from qrepeater.errors import ParameterError
 
@@ -230,6 +235,23 @@ def test_every_method_reports_assumptions_and_protocol(method: Any) -> None:
     assert all(isinstance(a, str) and a for a in res.assumptions)
     assert res.protocol
     assert res.asymptotic_rate == asymptotic_rate(chsh=2.5758, qber=0.036)
+
+
+def test_assumption_labels_say_what_each_theorem_needs() -> None:
+    """The GEAT label names the theorem's non-signalling condition and what it excludes (device
+    memory of earlier key outputs reaching announced test outputs), not a blanket 'no memory';
+    the EAT (spot-checking) allows device memory; the chord alone carries the label reduction."""
+    geat = finite_key(method="geat", **PAPER)
+    eat = finite_key(method="eat", **PAPER)
+    chord = finite_key(method="phase-error", **PAPER)
+    label = NO_DEVICE_MEMORY
+    for phrase in ("non-signalling", "Thm. 4.3", "earlier key", "announced", "Markov"):
+        assert phrase in label
+    assert label in geat.assumptions
+    assert label not in eat.assumptions
+    assert DEVICE_MEMORY_ALLOWED in eat.assumptions
+    assert CHORD_LABEL in chord.assumptions
+    assert CHORD_LABEL not in geat.assumptions
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -14,7 +14,8 @@ are discarded. Observed: the CHSH value S of the test rounds and the QBER Q of t
   - ``"phase-error"`` (:mod:`.phase_error`): complementarity, protocol as run; the default
     ``"chord"`` relation is conditional on the Jordan-block-label reduction;
   - ``"geat"`` (:mod:`.geat`): generalised entropy accumulation, protocol as run, no label
-    assumption, but announcing test outputs needs devices without memory across rounds;
+    assumption; announcing test outputs needs the GEAT non-signalling condition (devices carry
+    no information about earlier key-round outputs into later rounds, e.g. no memory);
   - ``"eat"`` (:mod:`.eat`): entropy accumulation for the spot-checking protocol (test outputs
     kept secret), which is not the protocol the experiment ran; devices may have memory.
 

@@ -61,15 +61,22 @@ STRICT_LINE = (
     "e_ph <= 3.4142 - 1.2071 S (no block label)"
 )
 NO_DEVICE_MEMORY = (
-    "devices without memory across rounds: a round's outputs depend only on its inputs and the "
-    "systems Eve supplies for it (Eve's attack otherwise general: entangled across rounds and "
-    "adaptive to every announcement); needed for the GEAT non-signalling condition once test "
-    "outputs are announced, since a device with memory could copy earlier key outputs into "
-    "announced test outputs (Barrett, Colbeck & Kent, PRL 110, 010503 (2013))"
+    "GEAT non-signalling condition (Metger, Fawzi, Sutter & Renner, CMP 405, 261 (2024), Thm. "
+    "4.3): Eve's systems and the public data after round i must be reproducible from Eve's "
+    "systems before it, without the parties' stored outputs. Met when the devices carry no "
+    "information about earlier key rounds' outputs (A and B of (0, 2) rounds) into later rounds, "
+    "e.g. devices without memory across rounds, each measuring its round's subsystem of a state "
+    "that Eve may entangle across rounds and choose adaptively; classical device memory of inputs, "
+    "announced data and discarded-round outputs (handed to Eve in the model) is harmless. Not met"
+    " in general by devices with memory: test outputs are announced, so a device could encode "
+    "earlier key outputs in them (memory attacks, Barrett, Colbeck & Kent, PRL 110, 010503 "
+    "(2013)); the EAT's Markov condition fails the same way, which is why the spot-checking "
+    "protocol keeps test outputs secret"
 )
 DEVICE_MEMORY_ALLOWED = (
-    "devices may keep memory across rounds (sequential model; EAT Markov condition holds because "
-    "only inputs are public during the rounds)"
+    "devices may keep memory across rounds (sequential model): the EAT Markov condition holds "
+    "because during the rounds only inputs (independent trusted randomness) and test flags are "
+    "public, and every output stays with the parties until reconciliation"
 )
 
 ASSUMPTIONS: dict[str, tuple[str, ...]] = {

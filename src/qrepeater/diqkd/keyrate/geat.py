@@ -11,14 +11,21 @@ GEAT model (Metger, Fawzi, Sutter & Renner, "Generalised entropy accumulation", 
 (2024), arXiv:2203.04989): round i is a channel M_i: E_{i-1} -> S_i C_i E_i with secret register
 S_i = A_i on key rounds and a fixed 0 otherwise (dimension d_S = 2), statistics register C_i
 (the score J_i, computed from announced data) and side information E_i (Eve's systems, all inputs
-and the announced test outputs). With devices that keep no memory across rounds, each round's
-systems come from Eve's register E_{i-1} and the only memory register R_i holds the parties'
-stored outputs (Bob's key bits for reconciliation), which no later round reads; so E_i is produced
-from E_{i-1} alone and the GEAT non-signalling condition holds even though test outputs are
-announced. With device memory it does not (a device could copy earlier key outputs into
-announced test outputs), which is why the result carries
-:data:`~qrepeater.diqkd.keyrate.common.NO_DEVICE_MEMORY` in ``assumptions``. No Jordan-block label
-is used anywhere.
+and the announced test outputs). The GEAT (Metger et al., Thm. 4.3) asks for channels
+M_i: R_{i-1} E_{i-1} -> S_i C_i R_i E_i with a non-signalling condition: some channel
+R_i: E_{i-1} -> E_i reproduces Tr_{S_i R_i} o M_i without reading R_{i-1}. With devices that keep
+no memory across rounds, each round's systems come from Eve's register E_{i-1} and the memory
+register R_i holds only the parties' stored key-round outputs (Bob's key bits for
+reconciliation), which no later round reads, so the condition holds although test outputs are
+announced; Eve's states may still be entangled across rounds and chosen adaptively. The condition
+is weaker than "no memory": what it excludes is a device carrying information about earlier
+key-round outputs (held in R) into later announced outputs; classical memory of inputs,
+announced data or discarded-round outputs (which the model may hand to Eve) is harmless. With
+general device memory it fails (a device could encode earlier key outputs in announced test
+outputs, the memory attacks of Barrett, Colbeck & Kent, PRL 110, 010503 (2013)); the EAT's Markov
+condition fails for the same reason, which is why the spot-checking variant keeps test outputs
+secret. Hence ``assumptions`` carries :data:`~qrepeater.diqkd.keyrate.common.NO_DEVICE_MEMORY`.
+No Jordan-block label is used anywhere.
 
 Min-tradeoff function: the tangent at CHSH value S_t of p_key eta(S), with eta the single-round
 bound of Pironio et al., NJP 11, 045021 (2009) (tight for CHSH, convex in S, so the tangent is a
@@ -42,8 +49,12 @@ maximised over every quantum CHSH value (not the Tan et al. infimum of Delta - (
 Max f - Min f is taken over all point masses. The tangent S_t and alpha are optimised numerically
 for the pre-agreed threshold (a deterministic function of N, the threshold, eps and the settings,
 so fixed before the data). Not implemented: the Renyi route of Arqand, Hahn & Tan
-(arXiv:2405.05912) with Renyi privacy amplification (Dupuis, arXiv:2105.05342), which would shrink
-the second-order term.
+(arXiv:2405.05912; PRX 15, 041013 (2025)) with Renyi privacy amplification (Dupuis,
+arXiv:2105.05342), which would shrink the second-order term. It needs three statements whose
+constants we could not check against the text (docs/keyrate.md, "Renyi route"): the GREAT bound
+with its f-weighted Renyi entropy, a single-round lower bound on that entropy for CHSH (e.g. the
+analytic bounds of Hahn, Philip, Tan & Brown, arXiv:2507.07365) and the Renyi privacy-amplification
+error; guessing any of them would not be sound, so none is used.
 
 Key length (leftover hash lemma, Tomamichel et al., IEEE TIT 57, 5524 (2011)):
 l = H - leak_EC - log2(2/eps_EC) - 2 log2(1/(2 eps_PA)), leak_EC given or f n h(Q) (only key
