@@ -409,10 +409,12 @@ def read_key_set(out_dir: PathLike) -> KeySet:
         return KeySet(out, str(report.get("run_id", "")), True, (REPORT,), report)
     try:
         manifest = json.loads((out / MANIFEST).read_bytes())
-        entries = manifest["files"]
+        entries = manifest["files"] if isinstance(manifest, dict) else None
         run_id = str(manifest["run_id"])
     except (ValueError, UnicodeDecodeError, KeyError, TypeError):
         raise CorruptRecordError(f"{out / MANIFEST}: not a key-set manifest") from None
+    if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
+        raise CorruptRecordError(f"{out / MANIFEST}: 'files' must map names to entries")
     if manifest.get("format") != KEY_SET_FORMAT:
         raise CorruptRecordError(f"{out / MANIFEST}: unknown format {manifest.get('format')!r}")
     if sorted([*entries, MANIFEST]) != names:
