@@ -497,7 +497,7 @@ def test_sigkill_at_random_moments_keeps_stores_identical(
     """Kill either node with SIGKILL, at random moments and right around the commit exchange,
     restart it, repeat; at the end both stores hold the same keys under the same ids, equal to
     the in-process driver's, nothing is committed on one side only and no pad was used twice."""
-    key_run = _key_run(preset, 300_000)
+    key_run = _key_run(preset, 600_000)
     alice, bob = _setup(tmp_path, key_run)
     rng = np.random.default_rng(2026)
     block_rounds, seed = 100_000, 5
@@ -517,9 +517,9 @@ def test_sigkill_at_random_moments_keeps_stores_identical(
     )
     pb = procs.start(b_args, bob.log)
     kills = 0
-    for _ in range(8):
+    for _ in range(14):
         if rng.random() < 0.5:
-            time.sleep(float(rng.uniform(0.5, 6.0)))  # anywhere
+            time.sleep(float(rng.uniform(0.2, 4.0)))  # anywhere
         else:  # right after Bob staged a block and told Alice (the commit window)
             seen = _count(bob.log, "kind=node.ready")
             t0 = time.monotonic()
@@ -541,7 +541,7 @@ def test_sigkill_at_random_moments_keeps_stores_identical(
             pb = procs.start(b_args, bob.log)
     pb.communicate(timeout=600)
     pa.communicate(timeout=120)
-    assert kills >= 3
+    assert kills >= 5
     assert pb.returncode == 0, bob.log.read_text()[-3000:]
     # Alice either saw Bob's goodbye or, restarted after it, gave up waiting for him
     assert pa.returncode in (0, 3), alice.log.read_text()[-3000:]

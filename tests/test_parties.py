@@ -138,3 +138,27 @@ def test_two_processes_give_the_in_process_keys(good_run: DIQKDRun, tmp_path: Pa
     ka, _ = ref.require_keys()
     assert got["alice"][3] == ref.report.secret_bits == ka.size
     assert got["alice"][2] == np.packbits(ka).tobytes()
+
+
+def test_parties_with_different_configurations_both_abort(good_run: DIQKDRun) -> None:
+    a = Alice(good_run.alice, good_run.metadata, config=DistillConfig(method="eat"), seed=1)
+    b = Bob(good_run.bob, good_run.metadata, config=DistillConfig(), seed=1)
+    log = _pump(a, b)
+    assert [m.kind for m in log] == ["sync.digest", "sync.digest"]
+    for p in (a, b):
+        assert p.outcome is not None
+        assert p.outcome.aborted
+        assert p.outcome.abort_reason == "config"
+        assert p.outcome.key is None
+
+
+def test_a_tampered_message_aborts_the_receiver(good_run: DIQKDRun) -> None:
+    """A party that is handed a message out of protocol order aborts instead of guessing."""
+    a = Alice(good_run.alice, good_run.metadata, seed=1)
+    b = Bob(good_run.bob, good_run.metadata, seed=1)
+    (sync_a,) = a.start()
+    b.start()
+    assert b.receive(Message("alice", "sift.settings", b"\x00", 1)) == []
+    assert b.outcome is not None
+    assert b.outcome.abort_reason == "channel"
+    assert b.receive(sync_a) == []  # nothing more after an abort

@@ -322,6 +322,7 @@ class ProtocolParty:
         self._state: dict[str, Any] = {"sample_bits": 0, "leak": 0, "frames": 0}
         self._timings: dict[str, float] = {}
         self._stage_name: str | None = None
+        self.stages: list[str] = []  # stages entered so far, in order (progress reports)
         self._mark = time.perf_counter()
         self._peer_declared: SettingDistribution | None = None
         self._gen: Generator[None, None, None] | None = None
@@ -430,6 +431,7 @@ class ProtocolParty:
     def _begin(self, name: str) -> None:
         self._charge()
         self._stage_name = name
+        self.stages.append(name)
 
     def _end_stage(self) -> None:
         self._charge()

@@ -110,7 +110,7 @@ def exchange(
     parties: dict[Party, ProtocolParty] = {"alice": alice, "bob": bob}
     queue: deque[Message] = deque()
     first: ProtocolParty | None = None
-    stage = None
+    reported = 0
     for p in (alice, bob):
         queue.extend(p.start())
     while True:
@@ -124,9 +124,10 @@ def exchange(
                 f"{first.name} aborted ({first.outcome.abort_reason if first.outcome else '?'})",
             )
             return first
-        if progress is not None and alice.stage != stage and alice.stage is not None:
-            stage = alice.stage
-            progress(stage)
+        if progress is not None:
+            for name in alice.stages[reported:]:
+                progress(name)
+            reported = len(alice.stages)
         if not queue:
             break
         msg = queue.popleft()

@@ -527,13 +527,11 @@ class Node:
                 max_frame_bytes=self.pool.params.max_payload_bytes + 512,
                 timeout_s=self.cfg.timeout_s,
             )
-            old = self._session_task
-            if old is not None and not old.done():
-                old.cancel()  # a new connection supersedes the old session
+            # One session at a time. A new connection waits for the current session to end
+            # (on the peer's closed connection, or its read timeout) rather than cancelling
+            # it: an unauthenticated connection must not be able to abort an authenticated
+            # session's block.
             async with lock:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    if old is not None:
-                        await old
                 if self._done.is_set():
                     await stream.close()
                     return
@@ -602,10 +600,19 @@ class Node:
                 raise TransportError(
                     f"no session with Bob finished the run within {self.cfg.retry_for_s:g} s"
                 )
-        else:
+        elif not self.all_final():
             await self._client()
+        else:
+            log.info("every block is already committed or aborted in this store")
         self.summary.done = True
         return self.summary
+
+    def all_final(self) -> bool:
+        """Every block of the record is committed or aborted here. For Bob this means he has
+        nothing left to do: he only commits after Alice and only discards what she did not
+        commit. (Alice still has to tell Bob about blocks he may hold as pending.)"""
+        states = {b.block: b.state for b in self.store.blocks(run_id=self.meta.run_id)}
+        return all(states.get(b) in ("committed", "aborted") for b in range(self.n_blocks))
 
 
 class _PeerMismatchError(ParameterError):
