@@ -100,6 +100,7 @@ _SAE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
 """SAE_IDs (and KME_IDs) accepted in URLs: the pattern of the OpenAPI document."""
 _MAX_BODY = 1 << 20
 _NO_BODY = object()
+PEER_DOWN = "peer KME not connected"
 
 
 class KMEError(Exception):
@@ -365,6 +366,9 @@ class KeyManager:
 
     async def _enc(self, rid: str, master: str, slave: str, n: int, size: int) -> dict[str, Any]:
         link = self._require_link()
+        if not link.connected.is_set():
+            # nothing reserved yet: fail before touching the store (no key is used up)
+            raise KMEError(503, PEER_DOWN)
         if self.role == "leader":
             try:
                 recs = await self._run(
