@@ -93,6 +93,25 @@ def test_block_row_kernel_is_the_same_schedule(code: LdpcCode) -> None:
             assert abs(s_row.iterations - s_qc.iterations) <= 2
 
 
+def test_block_row_kernel_on_a_truncated_lift(tmp_path: Path) -> None:
+    """Lengths that are not a multiple of the circulant drop columns: the kernel pads them as
+    known zeros and still agrees with the row kernel."""
+    code = short_family(11_950).code(0.5, 11_950, cache_dir=tmp_path)
+    assert code.n < code.base_shape[1] * code.lift
+    qc = LayeredDecoder.for_code(code)
+    assert qc.quasi_cyclic
+    q = 0.07
+    err, syn = _problem(code, q, 9)
+    prior = np.full(code.n, np.log((1 - q) / q), dtype=np.float32)
+    s_qc = qc.state(prior)
+    assert s_qc.L.size > code.n
+    assert qc.decode(s_qc, syn, max_iter=100)
+    np.testing.assert_array_equal(s_qc.hard_decision(), err)
+    row = LayeredDecoder(code.H)
+    with pytest.raises(ValueError, match="another code"):
+        row.decode(s_qc, syn, max_iter=1)
+
+
 def test_does_not_claim_convergence_above_threshold(code: LdpcCode) -> None:
     q = 0.2  # far above what a rate-0.50 code corrects
     _, syn = _problem(code, q, 5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,10 +9,7 @@ import numpy as np
 import typer
 
 from qrepeater.cli._common import handle_errors, kv_table, print_json, stdout
-from qrepeater.diqkd.records import read_key_bits
-from qrepeater.errors import ParameterError, ReconciliationError
-from qrepeater.qkdpp.channel import PublicChannel
-from qrepeater.qkdpp.reconciliation import reconcile as run_reconcile
+from qrepeater.errors import ParameterError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
 TSIRELSON = 2 * np.sqrt(2)
@@ -117,54 +113,159 @@ def keyrate(
 
 @handle_errors
 def reconcile(
-    alice: Annotated[Path, typer.Option("--alice", help="Alice's sifted key (.bin or .parquet).")],
-    bob: Annotated[Path, typer.Option("--bob", help="Bob's sifted key (.bin or .parquet).")],
+    alice: Annotated[Path, typer.Option("--alice", help="Alice's sifted key file.")],
+    bob: Annotated[Path, typer.Option("--bob", help="Bob's sifted key file.")],
     qber: Annotated[
         float | None,
-        typer.Option("--qber", help="QBER estimate; default: measured on a disclosed 2% sample."),
+        typer.Option("--qber", help="QBER hint; default: measured on a disclosed 2% sample."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the public choices.")] = None,
+    key_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="Key file format: auto (detect), qrkey, parquet, npy, text (0/1) or packed "
+            "(raw bits, 8 per byte, MSB first, no header).",
+        ),
+    ] = "auto",
+    bits: Annotated[
+        int | None, typer.Option("--bits", help="Bit count of --format packed files.")
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", help="Decoding threads.")] = 1,
     json: JsonOpt = False,
 ) -> None:
-    """Reconcile two raw sifted keys with LDPC syndrome decoding and report the efficiency."""
-    key_a = read_key_bits(alice)
-    key_b = read_key_bits(bob)
+    """Reconcile two raw sifted keys with LDPC syndrome decoding and report the efficiency.
+
+    Exit 3 when a frame cannot be reconciled, or when everything disclosed (sample, syndromes,
+    reveals) reaches the key length: the keys may then agree but no secret is left.
+    """
+    _reconcile_command(
+        alice,
+        bob,
+        qber=qber,
+        seed=seed,
+        key_format=key_format,
+        bits=bits,
+        threads=threads,
+        as_json=json,
+    )
+
+
+def _reconcile_command(
+    alice: Path,
+    bob: Path,
+    *,
+    qber: float | None,
+    seed: int | None,
+    key_format: str,
+    bits: int | None,
+    threads: int,
+    as_json: bool,
+) -> None:
+    import time
+
+    from qrepeater.cli._common import fail
+    from qrepeater.errors import ReconciliationError
+    from qrepeater.qkdpp.channel import PublicChannel
+    from qrepeater.qkdpp.entropy import binary_entropy
+    from qrepeater.qkdpp.keyformats import read_key
+    from qrepeater.qkdpp.reconciliation import ReconcileConfig, sample_qber
+    from qrepeater.qkdpp.reconciliation import reconcile as run_reconcile
+
+    if seed is not None and seed < 0:
+        raise ParameterError(f"--seed must be >= 0, got {seed}")
+    if qber is not None and not 0.0 < qber < 0.5:
+        raise ParameterError(f"--qber must lie in (0, 0.5), got {qber}")
+    if not 1 <= threads <= 256:
+        raise ParameterError(f"--threads must be in [1, 256], got {threads}")
+    ka = read_key(alice, format=key_format, bits=bits)
+    kb = read_key(bob, format=key_format, bits=bits)
+    key_a, key_b = ka.bits, kb.bits
     if key_a.size != key_b.size:
         raise ReconciliationError(
             f"key files differ in length: {key_a.size} (alice) vs {key_b.size} (bob) bits"
         )
+    if key_a.size < 2:
+        raise ReconciliationError(f"the key files hold {key_a.size} bits: nothing to reconcile")
+    input_bits = int(key_a.size)
+    sampled = 0
     if qber is None:
         # a disclosed sample sets the code rate; those bits are reported and not reconciled
-        rng = np.random.default_rng(seed)
-        k = max(1, min(key_a.size // 50, 10_000))
-        idx = rng.choice(key_a.size, size=k, replace=False)
-        qber = max(int(np.sum(key_a[idx] != key_b[idx])), 1) / k
-        keep = np.ones(key_a.size, dtype=bool)
-        keep[idx] = False
-        key_a, key_b = key_a[keep], key_b[keep]
-        sampled = k
-    else:
-        sampled = 0
-    channel = PublicChannel()
-    t0 = time.perf_counter()
-    result = run_reconcile(key_a, key_b, qber=qber, channel=channel, seed=seed)
-    seconds = time.perf_counter() - t0
-    out = {
-        "success": result.success,
-        "efficiency": result.efficiency,
-        "leak_bits": result.leak_bits,
-        "frames": result.frames,
-        "frames_failed": result.frames_failed,
-        "seconds": seconds,
+        sample = sample_qber(key_a, key_b, rng=np.random.default_rng(seed))
+        qber = sample.estimate
+        sampled = sample.bits
+        key_a, key_b = key_a[sample.keep], key_b[sample.keep]
+    out: dict[str, Any] = {
+        "format": {"alice": ka.format, "bob": kb.format},
+        "input_bits": input_bits,
+        "sampled_bits": sampled,
         "key_bits": int(key_a.size),
         "qber_estimate": qber,
-        "qber_observed": result.observed_qber if result.success else None,
-        "sampled_bits": sampled,
-        "revealed_bits": result.revealed_bits,
     }
-    if json:
+    if qber >= 0.5:
+        out.update(success=False, secret_capacity_left=False, leak_bits=0)
+        _emit(out, as_json)
+        raise fail(f"the sampled QBER {qber:.3f} leaves no secret key", 3)
+    config = ReconcileConfig(workers=threads)
+    channel = PublicChannel()
+    t0 = time.perf_counter()
+    result = run_reconcile(
+        key_a,
+        key_b,
+        qber=qber,
+        channel=channel,
+        seed=seed,
+        config=config,
+        qber_sample_bits=sampled or None,
+    )
+    seconds = time.perf_counter() - t0
+    disclosed = result.leak_bits + sampled
+    capacity = result.success and disclosed < input_bits
+    h_true = binary_entropy(result.observed_qber) if result.success else 0.0
+    out.update(
+        success=result.success,
+        secret_capacity_left=capacity,
+        efficiency=_finite(result.efficiency) if result.success else None,
+        efficiency_with_sample=(disclosed / (key_a.size * h_true)) if h_true > 0 else None,
+        efficiency_estimate=_finite(result.efficiency_estimate),
+        qber_upper=result.qber_upper,
+        qber_observed=result.observed_qber if result.success else None,
+        leak_bits=result.leak_bits,
+        disclosed_bits=disclosed,
+        revealed_bits=result.revealed_bits,
+        check_bits=result.check_bits,
+        frames=result.frames,
+        frames_failed=result.frames_failed,
+        rounds=result.rounds,
+        iterations=result.iterations,
+        block_length=result.block_length,
+        rate=result.rate,
+        decoder=result.decoder,
+        seconds=seconds,
+        decode_seconds=result.decode_seconds,
+        key_mbit_per_s=(key_a.size / seconds / 1e6) if seconds > 0 else None,
+    )
+    _emit(out, as_json)
+    if not result.success:
+        raise fail(
+            f"{result.frames_failed} of {result.frames} frames could not be reconciled before "
+            f"the disclosed bits reached their length ({result.leak_bits} bits leaked)",
+            3,
+        )
+    if not capacity:
+        raise fail(
+            f"the keys agree but {disclosed} disclosed bits (sample {sampled}, reconciliation "
+            f"{result.leak_bits}) reach the {input_bits}-bit key: no secret is left",
+            3,
+        )
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _emit(out: dict[str, Any], as_json: bool) -> None:
+    if as_json:
         print_json(out)
     else:
         stdout.print(kv_table("Reconciliation", out))
-    if not result.success:
-        raise typer.Exit(3)

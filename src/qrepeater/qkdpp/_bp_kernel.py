@@ -332,6 +332,7 @@ class LayeredDecoder:
         self.scale = float(scale)
         self._table = phi_table(self.scale)
         self._qc: tuple[I32, I32, I32, int, int] | None = None
+        self._messages = self.edges  # check messages stored (QC: including padded columns)
 
     @classmethod
     def for_code(cls, code: QcCode, *, scale: float = PHI_SCALE) -> LayeredDecoder:
@@ -346,12 +347,11 @@ class LayeredDecoder:
             ptr = np.searchsorted(rows, np.arange(mb + 1)).astype(np.int32)
             bcol = np.ascontiguousarray(np.asarray(code.base_cols)[order], dtype=np.int32)
             shift = np.ascontiguousarray(np.asarray(code.shifts)[order] % z, dtype=np.int32)
-            # columns the code dropped are all-zero: they take no part in any check
-            keep_edges = int(
-                np.sum(np.minimum(np.maximum(dec.n - bcol.astype(np.int64) * z, 0), z))
-            )
-            if keep_edges == dec.edges:
+            # columns the code dropped are padded as known zeros (they satisfy every check)
+            kept = np.minimum(np.maximum(dec.n - bcol.astype(np.int64) * z, 0), z)
+            if int(kept.sum()) == dec.edges:
                 dec._qc = (ptr, bcol, shift, z, nb * z)
+                dec._messages = int(bcol.size) * z
         return dec
 
     @property
@@ -376,7 +376,7 @@ class LayeredDecoder:
         full = np.full(width, LLR_KNOWN, dtype=np.float32)
         full[: self.n] = pr
         return DecoderState(
-            prior=full, L=full.copy(), R=np.zeros(self.edges, dtype=np.float32), n=self.n
+            prior=full, L=full.copy(), R=np.zeros(self._messages, dtype=np.float32), n=self.n
         )
 
     def decode(
@@ -393,7 +393,7 @@ class LayeredDecoder:
             raise ValueError(f"expected a syndrome of {self.m} bits, got shape {t.shape}")
         if max_iter < 1:
             raise ValueError("max_iter must be >= 1")
-        if state.n != self.n or state.R.size != self.edges:
+        if state.n != self.n or state.R.size != self._messages:
             raise ValueError("state belongs to another code")
         wait = int(patience) if patience > 0 else int(max_iter)
         if self._qc is not None:

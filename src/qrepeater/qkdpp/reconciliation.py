@@ -83,6 +83,7 @@ __all__ = [
     "BobReconciler",
     "FramePlan",
     "MapExecutor",
+    "QberSample",
     "ReconcileConfig",
     "ReconcileResult",
     "binary_entropy",
@@ -90,6 +91,7 @@ __all__ = [
     "plan",
     "qber_upper_bound",
     "reconcile",
+    "sample_qber",
 ]
 
 U8 = npt.NDArray[np.uint8]
@@ -316,6 +318,51 @@ def qber_upper_bound(errors: int, sample_bits: int, *, confidence: float = 0.99)
     if k == n:
         return 1.0
     return float(beta.ppf(confidence, k + 1, n - k))
+
+
+@dataclass(frozen=True, eq=False)
+class QberSample:
+    """A disclosed random sample of both keys: ``errors`` of ``bits`` positions disagreed.
+
+    ``keep`` marks the positions that were *not* disclosed (the ones to reconcile);
+    ``estimate`` is ``max(errors, 1) / bits`` (a zero-error sample still gets a usable,
+    slightly pessimistic rate) and :meth:`upper` its one-sided confidence bound.
+    """
+
+    errors: int
+    bits: int
+    keep: npt.NDArray[np.bool_]
+
+    @property
+    def estimate(self) -> float:
+        return max(self.errors, 1) / self.bits
+
+    def upper(self, confidence: float = 0.99) -> float:
+        return qber_upper_bound(self.errors, self.bits, confidence=confidence)
+
+
+def sample_qber(
+    alice_key: npt.ArrayLike,
+    bob_key: npt.ArrayLike,
+    *,
+    rng: np.random.Generator,
+    fraction: float = 0.02,
+    max_bits: int = 10_000,
+) -> QberSample:
+    """Disclose ``fraction`` of the positions (at most ``max_bits``, at least one) of both keys
+    at random and count disagreements. The disclosed bits are public: report them and do not
+    reconcile them (``keys[sample.keep]``)."""
+    x = _as_key(alice_key, "alice_key")
+    y = _as_key(bob_key, "bob_key")
+    if x.size != y.size or x.size < 2:
+        raise ReconciliationError(f"need two keys of equal length >= 2, got {x.size}, {y.size}")
+    if not 0.0 < fraction < 1.0:
+        raise ReconciliationError(f"sample fraction must be in (0, 1), got {fraction}")
+    k = max(1, min(int(x.size * fraction), int(max_bits), x.size - 1))
+    idx = rng.choice(x.size, size=k, replace=False)
+    keep = np.ones(x.size, dtype=bool)
+    keep[idx] = False
+    return QberSample(errors=int(np.count_nonzero(x[idx] != y[idx])), bits=k, keep=keep)
 
 
 def plan(
