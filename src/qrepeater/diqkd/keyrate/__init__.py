@@ -16,6 +16,9 @@ are discarded. Observed: the CHSH value S of the test rounds and the QBER Q of t
   - ``"geat"`` (:mod:`.geat`): generalised entropy accumulation, protocol as run, no label
     assumption; announcing test outputs needs the GEAT non-signalling condition (devices carry
     no information about earlier key-round outputs into later rounds, e.g. no memory);
+  - ``"renyi-geat"`` (:mod:`.renyi`): the Renyi form of the GEAT with Renyi privacy
+    amplification (Kamin et al., arXiv:2406.10198, Thms. 1 and 3), protocol as run, same
+    assumptions as ``"geat"``, no smoothing term;
   - ``"eat"`` (:mod:`.eat`): entropy accumulation for the spot-checking protocol (test outputs
     kept secret), which is not the protocol the experiment ran; devices may have memory.
 
@@ -50,6 +53,7 @@ from qrepeater.diqkd.keyrate.phase_error import (
     phase_error_key,
     phase_error_relation,
 )
+from qrepeater.diqkd.keyrate.renyi import RenyiBound, RenyiDetails, renyi_entropy_bound, renyi_key
 from qrepeater.errors import ParameterError
 from qrepeater.qkdpp.entropy import binary_entropy
 
@@ -68,6 +72,8 @@ __all__ = [
     "Method",
     "PhaseErrorDetails",
     "PhaseErrorRelation",
+    "RenyiBound",
+    "RenyiDetails",
     "SettingProbabilities",
     "asymptotic_rate",
     "binary_entropy",
@@ -80,6 +86,8 @@ __all__ = [
     "minimum_rounds",
     "phase_error_key",
     "phase_error_relation",
+    "renyi_entropy_bound",
+    "renyi_key",
 ]
 
 
@@ -97,11 +105,11 @@ def finite_key(
     setting_probabilities: SettingProbabilities | None = None,
     relation: PhaseErrorRelation = "chord",
 ) -> FiniteKeyResult:
-    """Finite secret-key length of a DI-QKD run by ``method`` ("phase-error", "geat" or "eat").
+    """Finite secret-key length of a DI-QKD run by ``method`` (one of :data:`METHODS`).
 
     Validates the inputs (:class:`FiniteKeyInputs`; S must lie in (2, 2 sqrt 2]) and dispatches to
-    :func:`phase_error_key` (``relation`` selects its CHSH -> phase-error line), :func:`geat_key`
-    or :func:`eat_key`. Raises :class:`ParameterError` for an unknown method.
+    :func:`phase_error_key` (``relation`` selects its CHSH -> phase-error line), :func:`geat_key`,
+    :func:`renyi_key` or :func:`eat_key`. Raises :class:`ParameterError` for an unknown method.
     """
     if method not in METHODS:
         raise ParameterError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -120,6 +128,8 @@ def finite_key(
         return phase_error_key(inputs, relation=relation)
     if method == "geat":
         return geat_key(inputs)
+    if method == "renyi-geat":
+        return renyi_key(inputs)
     return eat_key(inputs)
 
 

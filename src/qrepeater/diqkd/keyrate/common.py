@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from qrepeater.diqkd.keyrate.eat import EatDetails
     from qrepeater.diqkd.keyrate.geat import GeatDetails
     from qrepeater.diqkd.keyrate.phase_error import PhaseErrorDetails
+    from qrepeater.diqkd.keyrate.renyi import RenyiDetails
 
-Method = Literal["phase-error", "eat", "geat"]
-METHODS: tuple[Method, ...] = ("phase-error", "eat", "geat")
+Method = Literal["phase-error", "eat", "geat", "renyi-geat"]
+METHODS: tuple[Method, ...] = ("phase-error", "eat", "geat", "renyi-geat")
 PhaseErrorRelation = Literal["chord", "strict"]
 FloatArray = npt.NDArray[np.float64]
 
@@ -84,6 +85,7 @@ ASSUMPTIONS: dict[str, tuple[str, ...]] = {
     "phase-error/strict": (STANDARD_DI, STRICT_LINE),
     "eat": (STANDARD_DI, DEVICE_MEMORY_ALLOWED),
     "geat": (STANDARD_DI, NO_DEVICE_MEMORY),
+    "renyi-geat": (STANDARD_DI, NO_DEVICE_MEMORY),
 }
 """What each bound rests on, by method (phase-error by relation); reported as ``assumptions``."""
 
@@ -313,8 +315,8 @@ class EpsilonSplit:
     correctness: float
     secrecy: float
     privacy_amplification: float
-    smoothing: float
-    parameter_estimation: float
+    smoothing: float | None
+    parameter_estimation: float | None
     composition: str
     completeness: float | None = None
     rule: str = ""
@@ -329,6 +331,8 @@ class EpsilonSplit:
             "parameter_estimation",
         ):
             v = getattr(self, name)
+            if v is None and name in ("smoothing", "parameter_estimation"):
+                continue  # not used by the bound (Renyi privacy amplification)
             if not 0.0 < v < 1.0:
                 raise ParameterError(f"{name} must lie in (0, 1), got {v!r}")
         if self.correctness + self.secrecy > self.soundness * (1.0 + 1e-9):
@@ -368,7 +372,7 @@ class FiniteKeyResult:
     inputs: FiniteKeyInputs
     leak_ec_bits: float
     eps: EpsilonSplit
-    details: PhaseErrorDetails | EatDetails | GeatDetails
+    details: PhaseErrorDetails | EatDetails | GeatDetails | RenyiDetails
     protocol: str = ""
     assumptions: tuple[str, ...] = ()
 
