@@ -590,8 +590,21 @@ class Node:
                 return
             deadline = time.monotonic() + self.cfg.retry_for_s
 
+    def resolve_alone(self) -> None:
+        """What a node can settle without its peer, at start-up: open blocks (nothing staged)
+        are given up on both sides, and so are Alice's pending blocks (she never committed
+        them, so Bob cannot have). Bob's pending blocks wait for Alice's answer."""
+        run_id = self.meta.run_id
+        gone = []
+        for b in self.store.blocks(run_id=run_id):
+            if b.state == "open" or (b.state == "pending" and self.cfg.party == "alice"):
+                self.store.discard_block(run_id=run_id, block=b.block, reason="restart")
+                gone.append(b.block)
+        self._note(committed=[], discarded=gone)
+
     async def run(self) -> NodeSummary:
         """Serve or connect until every block is resolved; returns the summary."""
+        self.resolve_alone()
         if self.cfg.party == "alice":
             await self._serve()
             if self._fatal is not None:
