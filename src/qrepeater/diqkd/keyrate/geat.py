@@ -48,13 +48,9 @@ take the larger penalty: K_alpha is the larger of that form and the Dupuis-Fawzi
 maximised over every quantum CHSH value (not the Tan et al. infimum of Delta - (alpha - 1) V), and
 Max f - Min f is taken over all point masses. The tangent S_t and alpha are optimised numerically
 for the pre-agreed threshold (a deterministic function of N, the threshold, eps and the settings,
-so fixed before the data). Not implemented: the Renyi route of Arqand, Hahn & Tan
-(arXiv:2405.05912; PRX 15, 041013 (2025)) with Renyi privacy amplification (Dupuis,
-arXiv:2105.05342), which would shrink the second-order term. It needs three statements whose
-constants we could not check against the text (docs/keyrate.md, "Renyi route"): the GREAT bound
-with its f-weighted Renyi entropy, a single-round lower bound on that entropy for CHSH (e.g. the
-analytic bounds of Hahn, Philip, Tan & Brown, arXiv:2507.07365) and the Renyi privacy-amplification
-error; guessing any of them would not be sound, so none is used.
+so fixed before the data). The Renyi route (Renyi entropy fed straight to Renyi privacy
+amplification, no smoothing term, the refined second-order infimum) is :mod:`.renyi`
+(``"renyi-geat"``); this module keeps the smooth-min-entropy statement.
 
 Key length (leftover hash lemma, Tomamichel et al., IEEE TIT 57, 5524 (2011)):
 l = H - leak_EC - log2(2/eps_EC) - 2 log2(1/(2 eps_PA)), leak_EC given or f n h(Q) (only key
