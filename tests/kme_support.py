@@ -34,9 +34,20 @@ class Certs:
     root: Path
     ca: Path
     files: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    authority: trustme.CA | None = None
 
     def pair(self, name: str) -> tuple[Path, Path]:
         return self.files[name]
+
+    def issue(self, name: str) -> tuple[Path, Path]:
+        """A further client certificate with subject CN ``name`` from the same CA."""
+        assert self.authority is not None
+        leaf = self.authority.issue_cert(f"{name}.example", common_name=name)
+        cert, key = self.root / f"{name}.pem", self.root / f"{name}.key"
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
+        self.files[name] = (cert, key)
+        return cert, key
 
     def client_kwargs(self, name: str) -> dict[str, Path]:
         cert, key = self.files[name]
@@ -47,7 +58,7 @@ def make_certs(root: Path) -> Certs:
     root.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     other = trustme.CA()
-    certs = Certs(root=root, ca=root / "ca.pem")
+    certs = Certs(root=root, ca=root / "ca.pem", authority=ca)
     ca.cert_pem.write_to_path(str(certs.ca))
 
     def put(name: str, leaf: trustme.LeafCert) -> None:
