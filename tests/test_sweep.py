@@ -480,3 +480,50 @@ def test_qr_sweep_is_callable_after_the_package_is_imported(tmp_path: Path) -> N
     )
     assert events[-1].tasks_done == 2
     assert len(qr.read_results(tmp_path / "r.csv")) == 2
+
+
+def test_chain_model_uses_the_repeater_engines(preset: Preset) -> None:
+    from qrepeater.repeater.chain import Chain
+
+    params = {"total_km": 50, "segments": 4, "alpha": 0.1, "cutoff_s": 2.0}
+    row = run_piece(make_task("chain", params, preset=preset), 0).values
+    chain = Chain.from_preset(preset, total_km=50, segments=4, alpha=0.1, cutoff_s=2.0)
+    exact = chain.evaluate("exact")
+    assert row["rate_hz"] == exact.rate_hz
+    assert row["fidelity"] == exact.fidelity
+    budget = SampleBudget(max_samples=40_000, piece_samples=20_000)
+    mc_task = make_task("chain", params, preset=preset, budget=budget)
+    stats = TaskStats.merge(run_piece(mc_task, k) for k in range(2))
+    for name, ref in (
+        ("wait_s", exact.mean_wait_attempts * exact.dt_s),
+        ("fidelity", exact.fidelity),
+    ):
+        m = stats.moments[name]
+        assert m.mean is not None
+        assert m.stderr is not None
+        assert abs(m.mean - ref) < 4 * m.stderr, name
+    with pytest.raises(SpecError, match="Monte-Carlo engine"):
+        make_task("chain", {**params, "protocol": "swap-asap"}, preset=preset)
+    with pytest.raises(SpecError, match="purify"):
+        make_task("chain", {**params, "purify": "dejmp"}, preset=preset)
+
+
+def test_a_point_outside_the_model_is_recorded_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qrepeater.errors import ParameterError
+    from qrepeater.sweep import _models
+
+    original = _models.MODELS["link"]
+
+    def evaluate(preset: Preset, p: dict[str, object]) -> dict[str, object]:
+        if p["alpha"] == 0.17:
+            raise ParameterError("no heralds in any reasonable time")
+        assert original.evaluate is not None
+        return original.evaluate(preset, p)  # type: ignore[arg-type,return-value]
+
+    monkeypatch.setitem(_models.MODELS, "link", dataclasses.replace(original, evaluate=evaluate))
+    table = collect(parse_spec(LINK_SPEC).tasks, store=tmp_path / "r.csv", executor="serial")
+    by_alpha = {r.params["alpha"]: r.values for r in table}
+    assert by_alpha[0.17] == {"error": "no heralds in any reasonable time"}
+    assert isinstance(by_alpha[0.025]["rate_hz"], float)

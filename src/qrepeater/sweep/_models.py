@@ -11,7 +11,10 @@ Each model wraps the public API of a lower layer; nothing here re-implements phy
 * ``diqkd``: :func:`~qrepeater.diqkd.rounds.simulate_from_preset` then
   :func:`~qrepeater.diqkd.pipeline.distill`, one run per sample;
 * ``reconcile``: :func:`~qrepeater.qkdpp.reconciliation.reconcile` of random keys through a
-  binary symmetric channel, one key per sample.
+  binary symmetric channel, one key per sample;
+* ``chain``: :class:`~qrepeater.repeater.chain.Chain` of the preset's link, its exact engine
+  (``evaluate("exact")``), or with a budget its Monte-Carlo engine (``monte_carlo``), one
+  first end-to-end delivery per sample.
 
 Parameters whose name is a preset key (``memory.coherence_time_s``) override the preset's value.
 Work inside a sweep worker never starts its own process pool: the sweep owns the parallelism.
@@ -31,6 +34,7 @@ import numpy as np
 
 from qrepeater.errors import QRepeaterError
 from qrepeater.presets import Preset
+from qrepeater.repeater.purification import METHODS as PURIFY_METHODS
 from qrepeater.sweep._errors import SpecError
 from qrepeater.sweep._stats import Moments, Scalar, TaskStats
 from qrepeater.sweep._task import ParamValue, SampleBudget, Task
@@ -49,7 +53,7 @@ class Param:
     """
 
     name: str
-    kind: Literal["float", "int", "str"]
+    kind: Literal["float", "int", "str", "bool"]
     doc: str
     low: float | None = None
     high: float | None = None
@@ -67,6 +71,10 @@ class Param:
 
     def normalise(self, value: object) -> ParamValue:
         """Check ``value`` and convert it to the parameter's type (``SpecError`` if bad)."""
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise SpecError(f"{self.name} must be true or false, got {value!r}")
+            return value
         if self.kind == "str":
             if not isinstance(value, str) or (self.choices and value not in self.choices):
                 raise SpecError(
@@ -100,6 +108,7 @@ class Model:
     default_budget: SampleBudget | None = None
     check: Callable[[Preset, Params], None] | None = None
     derive: Derive | None = None
+    analytic_ok: Callable[[Params], str | None] | None = None  # None: the analytic path applies
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -462,6 +471,116 @@ def _reconcile_sample(
     return {k: Moments.of(v) for k, v in rows.items()}
 
 
+# ---- chain ----------------------------------------------------------------------------------
+
+CHAIN_PARAMS = (
+    Param("total_km", "float", "end-to-end fibre (km)", 0.0, 20_000.0, default=100.0),
+    Param("segments", "int", "elementary links in the chain", 1, 1024, default=4),
+    Param("alpha", "float", "excitation probability", 0.0, 1.0, True, True, default=_alpha),
+    Param(
+        "protocol", "str", "swapping protocol", choices=("nested", "swap-asap"), default="nested"
+    ),
+    Param("cutoff_s", "float", "memory cut-off (s); none if absent", 0.0, None),
+    Param("purify", "str", "segment purification", choices=PURIFY_METHODS),
+    Param("memories", "int", "memories per side and segment", 1, 64),
+    Param("delays", "bool", "classical communication delays", default=True),
+    Param(
+        "memory_model",
+        "str",
+        "memory decay model",
+        choices=("exponential", "calibrated"),
+        default="exponential",
+    ),
+    Param(
+        "coherence_time_s",
+        "float",
+        "memory coherence time (s); preset's if absent",
+        0.0,
+        None,
+        True,
+    ),
+    Param("zz_decay_per_s", "float", "<ZZ> decay slope (1/s); preset's if absent", 0.0, None),
+)
+
+
+def _chain(preset: Preset, p: Params) -> Any:
+    from qrepeater.repeater.chain import Chain
+
+    kw: dict[str, Any] = {
+        k: p[k]
+        for k in ("cutoff_s", "purify", "memories", "coherence_time_s", "zz_decay_per_s")
+        if k in p
+    }
+    return Chain.from_preset(
+        preset,
+        total_km=float(p["total_km"]),
+        segments=int(p["segments"]),
+        alpha=float(p["alpha"]),
+        protocol=cast(Any, p["protocol"]),
+        delays=bool(p["delays"]),
+        memory_model=cast(Any, p["memory_model"]),
+        **kw,
+    )
+
+
+def _chain_check(preset: Preset, p: Params) -> None:
+    try:
+        _chain(preset, p)
+    except QRepeaterError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _chain_analytic_ok(p: Params) -> str | None:
+    """The exact engine covers nested chains (and N <= 2) with the exponential memory model
+    (``Chain.exact``); other chains need the Monte-Carlo engine, i.e. a budget."""
+    nested = p["protocol"] == "nested" or int(p["segments"]) <= 2
+    if nested and p["memory_model"] == "exponential":
+        return None
+    return "this chain needs the Monte-Carlo engine: add a [budget] (samples = deliveries)"
+
+
+def _chain_evaluate(preset: Preset, p: Params) -> dict[str, Scalar]:
+    out: dict[str, Scalar] = {}
+    _flatten("", _chain(preset, p).evaluate("exact").to_dict(), out)
+    return out
+
+
+def _chain_sample(
+    preset: Preset, p: Params, n: int, seed: np.random.SeedSequence
+) -> dict[str, Moments]:
+    """First end-to-end deliveries of ``n`` independent chain realisations
+    (``Chain.monte_carlo``); correlators as measured, with the end nodes' readout shrink
+    applied as ``Chain.evaluate`` does."""
+    chain = _chain(preset, p)
+    d = chain.monte_carlo(n=n, seed=seed)
+    f = d.f * chain.readout_shrink**2
+    return {
+        "wait_s": Moments.of(d.time * chain.dt_s),
+        "fidelity": Moments.of((1.0 + f.sum(axis=0)) / 4.0),
+        "correlators.xx": Moments.of(f[0]),
+        "correlators.yy": Moments.of(f[1]),
+        "correlators.zz": Moments.of(-f[2]),
+    }
+
+
+def _chain_derive(
+    means: dict[str, Scalar], errors: dict[str, float | None]
+) -> dict[str, tuple[Scalar, Any]]:
+    """Rate from the mean wait (delta method); CHSH, QBER and the asymptotic DI-QKD rate of the
+    mean delivered state (their errors are not propagated: reported as None)."""
+    from qrepeater.diqkd.keyrate import asymptotic_rate
+    from qrepeater.repeater.segments import chsh_qber
+
+    out = _rate_from_wait(means, errors)
+    xx, zz = means.get("correlators.xx"), means.get("correlators.zz")
+    if isinstance(xx, float) and isinstance(zz, float):
+        s, q = chsh_qber([xx, 0.0, -zz])
+        out["chsh"] = (s, None)
+        out["qber"] = (q, None)
+        out["diqkd_asymptotic_rate"] = (asymptotic_rate(chsh=s, qber=min(q, 0.5 - 1e-12)), None)
+    return out
+
+
 # ---- registry --------------------------------------------------------------------------------
 
 MODELS: dict[str, Model] = {
@@ -543,6 +662,18 @@ MODELS: dict[str, Model] = {
             default_budget=SampleBudget(max_samples=20, piece_samples=5),
             check=_reconcile_check,
         ),
+        Model(
+            "chain",
+            "repeater chain of the preset's link: exact engine (nested doubling), or with a "
+            "budget the Monte-Carlo engine (any protocol; samples = deliveries)",
+            CHAIN_PARAMS,
+            evaluate=_chain_evaluate,
+            sample=_chain_sample,
+            quantities=("wait_s", "fidelity", "correlators.xx", "correlators.yy", "correlators.zz"),
+            check=_chain_check,
+            derive=_chain_derive,
+            analytic_ok=_chain_analytic_ok,
+        ),
     )
 }
 
@@ -618,6 +749,10 @@ def make_task(
         m.check(base, clean)
     if budget is None and m.evaluate is None:
         budget = m.default_budget
+    if budget is None and m.analytic_ok is not None:
+        problem = m.analytic_ok(clean)
+        if problem is not None:
+            raise SpecError(problem)
     if budget is not None:
         if m.sample is None:
             raise SpecError(f"model '{m.name}' is analytic: it takes no [budget]")
@@ -649,7 +784,12 @@ def run_piece(task: Task, piece: int) -> TaskStats:
     if task.budget is None:
         if m.evaluate is None:  # pragma: no cover - make_task gives such tasks a budget
             raise SpecError(f"model '{m.name}' needs a budget")
-        values = m.evaluate(preset, params)
+        try:
+            values = m.evaluate(preset, params)
+        except QRepeaterError as exc:
+            # a point outside the model's reach (a chain that never delivers...) is a result of
+            # the sweep, recorded with its reason, not the end of the sweep
+            values = {"error": " ".join(str(exc).split())}
         return TaskStats(task.strong_id, frozenset({0}), 1, time.perf_counter() - t0, values=values)
     if m.sample is None:  # pragma: no cover - make_task refuses this
         raise SpecError(f"model '{m.name}' is analytic")
