@@ -13,7 +13,7 @@ S_i = A_i on key rounds and a fixed 0 otherwise (dimension d_S = 2), statistics 
 (the score J_i, computed from announced data) and side information E_i (Eve's systems, all inputs
 and the announced test outputs). The GEAT (Metger et al., Thm. 4.3) asks for channels
 M_i: R_{i-1} E_{i-1} -> S_i C_i R_i E_i with a non-signalling condition: some channel
-R_i: E_{i-1} -> E_i reproduces Tr_{S_i R_i} o M_i without reading R_{i-1}. With devices that keep
+R_i: E_{i-1} -> E_i reproduces Tr_{S_i C_i R_i} o M_i without R_{i-1}. With devices that keep
 no memory across rounds, each round's systems come from Eve's register E_{i-1} and the memory
 register R_i holds only the parties' stored key-round outputs (Bob's key bits for
 reconciliation), which no later round reads, so the condition holds although test outputs are
