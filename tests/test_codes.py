@@ -10,14 +10,17 @@ import pytest
 import scipy.sparse as sp
 
 from qrepeater.errors import ReconciliationError
+from qrepeater.qkdpp import codes as codes_module
 from qrepeater.qkdpp.codes import (
     ELKOUSS2009,
     CodeFamily,
     LdpcCode,
     build_code,
+    capped,
     default_cache_dir,
     four_cycle_count,
     node_degrees,
+    short_family,
 )
 
 N_SMALL = 15_000
@@ -151,6 +154,19 @@ def test_corrupt_cache_is_rebuilt(family: CodeFamily, tmp_path: Path) -> None:
     assert code.n == N_SMALL
     again = family.code(0.8, N_SMALL, cache_dir=tmp_path)
     assert (again.H != code.H).nnz == 0
+    # a truncated entry (a process killed while copying the cache) is rebuilt as well
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    codes_module._MEMORY.clear()
+    rebuilt = family.code(0.8, N_SMALL, cache_dir=tmp_path)
+    assert (rebuilt.H != code.H).nnz == 0
+    assert path.stat().st_size == len(data)
+
+
+def test_codes_are_shared_in_process(family: CodeFamily, tmp_path: Path) -> None:
+    a = family.code(0.8, N_SMALL, cache_dir=tmp_path)
+    b = family.code(0.8, N_SMALL, cache_dir=tmp_path)
+    assert a is b
 
 
 def test_deterministic(code75: LdpcCode, family: CodeFamily) -> None:
@@ -215,3 +231,25 @@ def test_intermediate_rates_shift_the_published_distribution(family: CodeFamily)
     degrees = [d for d, _ in dist.rho]
     assert max(degrees) - min(degrees) <= 1  # check-concentrated
     assert family.distribution(0.8) is ELKOUSS2009[0.8]
+
+
+def test_capped_distribution() -> None:
+    d = capped(ELKOUSS2009[0.75], 12)
+    assert max(deg for deg, _ in d.lam) == 12
+    assert sum(w for _, w in d.lam) == pytest.approx(sum(w for _, w in ELKOUSS2009[0.75].lam))
+    assert d.ensemble_rate == pytest.approx(0.75, abs=2e-3)
+    with pytest.raises(ReconciliationError):
+        capped(ELKOUSS2009[0.75], 1)
+
+
+@pytest.mark.parametrize(("n", "rate"), [(2_000, 0.7), (4_000, 0.78)])
+def test_short_family_builds_short_codes(n: int, rate: float, tmp_path: Path) -> None:
+    """The default family cannot build these lengths; the short-block family can."""
+    with pytest.raises(ReconciliationError):
+        CodeFamily().code(rate, n, cache_dir=tmp_path)
+    fam = short_family(n)
+    code = fam.code(rate, n, cache_dir=tmp_path)
+    assert code.n == n
+    assert four_cycle_count(code.H) == 0
+    assert code.variable_degrees().max() <= 16
+    assert code.puncture_order.size > 0

@@ -184,7 +184,9 @@ def _qc_layered(
     and vectorises (the row-parallel layered architecture of QC-LDPC decoders, e.g. M. M.
     Mansour, N. R. Shanbhag, IEEE J. Solid-State Circuits 41, 684 (2006)). ``R`` holds
     ``Z`` messages per base edge; ``L`` has ``n_base * Z`` entries (columns the code dropped
-    are known zeros).
+    are known zeros). The syndrome is checked on the fly: each block row's parity after its own
+    update is counted, and the full syndrome pass runs only when that count is zero (or at the
+    last iteration), so a non-converged iteration costs no extra pass.
     """
     mb = brow_ptr.size - 1
     nt = np.int32(table.size - 1)
@@ -205,12 +207,15 @@ def _qc_layered(
     best_it = 0
     unsat = mb * Z
     for it in range(max_iter):
+        # checks left unsatisfied by their own update (a full syndrome pass only when zero)
+        unsat = 0
         for b in range(mb):
             k0 = brow_ptr[b]
             d = brow_ptr[b + 1] - k0
             for i in range(Z):
                 S[i] = zero
                 sg[i] = one - two * np.float32(target[b * Z + i])
+                par[i] = target[b * Z + i]
             for j in range(d):
                 k = k0 + j
                 base = bcol[k] * Z
@@ -244,10 +249,21 @@ def _qc_layered(
                     r = pb[off + i] * sg[i] * (one - two * np.float32(q < zero))
                     R[rk + i] = r
                     qb[off + i] = q + r
+                for i in range(Z):
+                    par[i] ^= np.uint8(qb[off + i] < zero)
                 for i in range(h):
                     L[base + Z - h + i] = qb[off + i]
                 for i in range(h, Z):
                     L[base + i - h] = qb[off + i]
+            for i in range(Z):
+                unsat += par[i]
+        if unsat > 0 and it + 1 < max_iter:
+            if unsat < best:
+                best = unsat
+                best_it = it
+            elif it - best_it >= patience:
+                return it + 1, unsat
+            continue
         unsat = 0
         for b in range(mb):
             for i in range(Z):

@@ -44,6 +44,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -593,6 +595,18 @@ class LdpcCode:
 
 #: Constructions known to fail in this process (cache file name -> message).
 _INFEASIBLE: dict[str, str] = {}
+#: Codes used recently in this process (cache path -> code): both parties of an in-process
+#: run, and consecutive keys, share one expanded matrix instead of loading it again.
+_MEMORY: OrderedDict[str, LdpcCode] = OrderedDict()
+_MEMORY_SIZE: Final = 8
+
+
+def _remember(key: str, code: LdpcCode) -> LdpcCode:
+    _MEMORY[key] = code
+    _MEMORY.move_to_end(key)
+    while len(_MEMORY) > _MEMORY_SIZE:
+        _MEMORY.popitem(last=False)
+    return code
 
 
 def default_cache_dir() -> Path:
@@ -733,11 +747,15 @@ class CodeFamily:
         if rate not in self.rates:
             raise ReconciliationError(f"rate {rate} not in family rates {self.rates}")
         path = self.cache_path(rate, block_length, cache_dir=cache_dir)
+        key = str(path)
+        if use_cache and key in _MEMORY:
+            _MEMORY.move_to_end(key)
+            return _MEMORY[key]
         if use_cache and path.exists():
             try:
-                return _load(path, family=self.name)
-            except (OSError, ValueError, KeyError):
-                path.unlink(missing_ok=True)
+                return _remember(key, _load(path, family=self.name))
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                path.unlink(missing_ok=True)  # corrupt or truncated entry: rebuild it
         if path.name in _INFEASIBLE:
             raise ReconciliationError(_INFEASIBLE[path.name])
         try:
@@ -749,6 +767,7 @@ class CodeFamily:
             raise
         if use_cache:
             _save(code, path)
+            _remember(key, code)
         return code
 
 

@@ -72,7 +72,7 @@ import numpy.typing as npt
 
 from qrepeater.errors import ProtocolAbort, ReconciliationError
 from qrepeater.qkdpp.channel import Channel, pack_bits, unpack_bits
-from qrepeater.qkdpp.codes import CodeFamily, LdpcCode
+from qrepeater.qkdpp.codes import CodeFamily, LdpcCode, short_family
 from qrepeater.qkdpp.entropy import binary_entropy
 
 if TYPE_CHECKING:
@@ -154,6 +154,11 @@ class ReconcileConfig:
     * ``qber_confidence``: confidence of the upper bound on a sampled QBER estimate.
     * ``decoder``: ``"layered"`` (compiled kernel) or ``"ldpc"`` (the ``ldpc`` package's
       flooding product-sum decoder, kept as a reference; it restarts every round).
+    * ``short_keys``: keys shorter than ``min_block_length`` use the short-block family
+      (:func:`~qrepeater.qkdpp.codes.short_family`) at their own length instead of being
+      padded, starting at ``short_target_efficiency`` with reveal steps of
+      ``short_reveal_step`` (short frames have a wide spread of decodable rates: fine steps
+      stop close to each frame's own threshold).
     """
 
     block_length: int = 120_000
@@ -170,6 +175,9 @@ class ReconcileConfig:
     check_bits: int = 16
     qber_confidence: float = 0.99
     decoder: Decoder = "layered"
+    short_keys: bool = True
+    short_target_efficiency: float = 1.0
+    short_reveal_step: float = 0.01
     family: CodeFamily = field(default_factory=CodeFamily)
     cache_dir: str | None = None
 
@@ -202,6 +210,12 @@ class ReconcileConfig:
             raise ReconciliationError("check_bits must be in [0, 64]")
         if not 0.5 <= self.qber_confidence < 1.0:
             raise ReconciliationError(f"qber_confidence {self.qber_confidence} not in [0.5, 1)")
+        if not 0.5 < self.short_target_efficiency < 3.0:
+            raise ReconciliationError(
+                f"short_target_efficiency {self.short_target_efficiency} not in (0.5, 3)"
+            )
+        if not 0.0 < self.short_reveal_step <= 1.0:
+            raise ReconciliationError(f"short_reveal_step {self.short_reveal_step} not in (0, 1]")
         if self.decoder not in ("layered", "ldpc"):
             raise ReconciliationError(f"decoder must be 'layered' or 'ldpc', got {self.decoder!r}")
 
@@ -389,7 +403,7 @@ def plan(
     if total < 1:
         raise ReconciliationError("empty key")
     h = binary_entropy(qber)
-    f0 = config.target_efficiency
+    family, min_length, f0, step = _family_for(total, config)
     span = config.puncture_range
     if qber_upper is not None:
         if not qber <= qber_upper <= 0.5:
@@ -398,7 +412,7 @@ def plan(
         span = min(max(span, f0 * binary_entropy(qber_upper) / h - f0), 1.0)
     f1 = f0 + span
     best: tuple[float, float, int, tuple[int, ...], int] | None = None
-    for r0 in config.family.rates:
+    for r0 in family.rates:
         if r0 in exclude:
             continue
         p_frac = max((f1 - f0) * h, (1.0 - r0 - f0 * h) / r0, 0.0)
@@ -411,14 +425,12 @@ def plan(
         sizes = _split(total, frames)
         big = sizes[0]
         try:
-            n = config.family.admissible_length(
-                r0, max(config.min_block_length, math.ceil(big * expand) + 1)
-            )
+            n = family.admissible_length(r0, max(min_length, math.ceil(big * expand) + 1))
         except ReconciliationError:
             continue
-        if n > config.family.admissible_length(r0, config.block_length):
+        if n > family.admissible_length(r0, config.block_length):
             continue
-        if config.family.pair_load(r0, n) > _MAX_PAIR_LOAD:
+        if family.pair_load(r0, n) > _MAX_PAIR_LOAD:
             continue  # too short for a 4-cycle-free code of this rate
         m = (1.0 - r0) * n
         # Puncture enough to start at f0 on the largest frame (more if n was padded up).
@@ -434,7 +446,7 @@ def plan(
             f"block_length {config.block_length}"
         )
     _, r0, n, key_bits, p = best
-    reveal = max(1, math.ceil(config.reveal_step * key_bits[0] * h))
+    reveal = max(1, math.ceil(step * key_bits[0] * h))
     return FramePlan(
         qber=float(qber),
         rate=r0,
@@ -446,6 +458,14 @@ def plan(
         growth=config.reveal_growth,
         qber_upper=None if qber_upper is None else float(qber_upper),
     )
+
+
+def _family_for(total: int, config: ReconcileConfig) -> tuple[CodeFamily, int, float, float]:
+    """Code family, shortest code, first-attempt efficiency and reveal step for a key."""
+    if config.short_keys and total < config.min_block_length:
+        fam = short_family(total)
+        return fam, 2 * fam.granularity, config.short_target_efficiency, config.short_reveal_step
+    return config.family, config.min_block_length, config.target_efficiency, config.reveal_step
 
 
 def _split(total: int, frames: int) -> list[int]:
@@ -842,7 +862,7 @@ def _code_for(
             qber_upper=qber_upper,
         )
         try:
-            code = config.family.code(
+            code = _family_for(key_length, config)[0].code(
                 frame_plan.rate, frame_plan.block_length, cache_dir=config.cache_dir
             )
         except ReconciliationError:
