@@ -579,3 +579,42 @@ def test_kme_link_with_a_different_auth_key_never_comes_up(tmp_path: Path) -> No
         assert client(p, "a", "sae-a1").status("sae-b1").stored_key_count == 8
     finally:
         p.__exit__(None, None, None)
+
+
+def test_keys_committed_at_one_node_only_are_not_used_up(tmp_path: Path) -> None:
+    """Alice's node commits a block before Bob's does: until both stores hold it, enc_keys
+    answers 503 and gives the keys back (both directions), then it works."""
+    import numpy as np
+
+    from kme_support import make_certs, write_auth_key
+    from qrepeater.qkdpp.keystore import KeyStore
+
+    certs = make_certs(tmp_path / "certs")
+    store_a, store_b = tmp_path / "a.db", tmp_path / "b.db"
+    block = np.random.default_rng(5).bytes(32 * 4)
+    with KeyStore(store_a) as s:
+        s.stage_block(run_id="r", block=0, key=block)
+        s.commit_block(run_id="r", block=0)
+    KeyStore(store_b).close()
+    files = PairFiles(certs, store_a, store_b, write_auth_key(tmp_path / "l.auth"), [])
+    with InProcessPair(files) as p:
+        a, b = client(p, "a", "sae-a1"), client(p, "b", "sae-b1")
+        for c, slave in ((a, "sae-b1"), (b, "sae-a1")):
+            with pytest.raises(KMERequestError) as err:
+                c.enc_keys(slave, number=2)
+            assert err.value.status == 503
+            assert "not yet committed" in err.value.message
+        assert a.status("sae-b1").stored_key_count == 4  # given back, not used up
+        assert store_view(store_a) == dict.fromkeys(store_view(store_a), ("available", None, None))
+        with KeyStore(store_b) as s:  # Bob's node catches up
+            s.stage_block(run_id="r", block=0, key=block)
+            s.commit_block(run_id="r", block=0)
+        keys = b.enc_keys("sae-a1", number=2)
+        assert [k.key for k in a.dec_keys("sae-b1", [k.key_id for k in keys])] == [
+            k.key for k in keys
+        ]
+        keys = a.enc_keys("sae-b1", number=2)
+        assert [k.key for k in b.dec_keys("sae-a1", [k.key_id for k in keys])] == [
+            k.key for k in keys
+        ]
+        assert a.status("sae-b1").stored_key_count == 0

@@ -61,6 +61,7 @@ import logging
 import re
 import ssl
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -101,6 +102,7 @@ _SAE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
 _MAX_BODY = 1 << 20
 _NO_BODY = object()
 PEER_DOWN = "peer KME not connected"
+NOT_AT_PEER = "keys not yet committed at both nodes; retry"
 
 
 class KMEError(Exception):
@@ -295,6 +297,9 @@ class KeyManager:
         if config.key_size > self.max_key_size:
             raise ParameterError(f"key_size {config.key_size} exceeds max_key_size")
         self._pending: set[str] = set()
+        self._rid_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._wake = asyncio.Event()
         self._background: asyncio.Task[None] | None = None
 
@@ -391,6 +396,11 @@ class KeyManager:
             except (TransportError, AuthenticationError) as exc:
                 self._defer(rid)
                 raise KMEError(503, f"peer KME unavailable: {exc}") from None
+            if answer.get("unknown"):
+                # the peer's node has not committed these keys yet and reserved nothing: give
+                # them back (nobody has seen them) rather than use them up
+                await self._run(self._withdraw, rid, ids)
+                raise KMEError(503, NOT_AT_PEER)
             if not answer.get("ok"):
                 self._defer(rid)
                 raise KMEError(503, f"peer KME refused: {answer.get('message', '')}")
@@ -415,14 +425,43 @@ class KeyManager:
                 self._defer(rid)
                 raise KMEError(503, f"peer KME refused: {answer.get('message', '')}")
             ids = self._ids_from(answer, n)
+            if await self._run(self._missing, ids):
+                await self._cancel(rid)
+                raise KMEError(503, NOT_AT_PEER)
             await self._run(self.ledger.set_keys, rid, ids)
             try:
                 await self._run(self._ensure_reserved, ids, master, slave, rid)
             except KeyStoreError as exc:
                 self._defer(rid)
-                raise KMEError(503, f"keys not yet in this KME's store: {exc}") from None
+                raise KMEError(503, f"keys not ready in this KME's store: {exc}") from None
         delivered = await self._run(self.store.deliver, ids, sae=master)
         return _container(delivered, [size] * len(delivered))
+
+    def _missing(self, ids: Sequence[str]) -> list[str]:
+        """Those ``ids`` this KME's store does not hold (its node has not committed them)."""
+        out = []
+        for k in ids:
+            try:
+                self.store.get(k)
+            except KeyNotFound:
+                out.append(k)
+        return out
+
+    def _withdraw(self, rid: str, ids: list[str]) -> None:
+        """Leader: undo a reservation no one has seen (ledger first; a crash in between
+        leaves store-only reservations, which start-up releases)."""
+        self.ledger.forget(rid)
+        self.store.release(ids)
+
+    async def _cancel(self, rid: str) -> None:
+        """Follower: give up request ``rid`` whose ids this store lacks, and ask the leader to
+        release them (best effort: if that fails the leader's copies stay reserved, unused)."""
+        await self._run(self.ledger.set_status, rid, "failed")
+        self._pending.discard(rid)
+        link = self.link
+        if link is not None:
+            with contextlib.suppress(TransportError, AuthenticationError):
+                await link.request({"op": "cancel", "rid": rid}, timeout=self.config.peer_timeout_s)
 
     @staticmethod
     def _ids_from(answer: Mapping[str, Any], n: int) -> list[str]:
@@ -502,8 +541,23 @@ class KeyManager:
 
     # ---- the peer's requests ---------------------------------------------------------------------
     async def handle_peer(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """Answer the other KME (idempotent per request id)."""
+        """Answer the other KME (idempotent per request id; the requests about one id are
+        handled one at a time, in the order they arrived)."""
+        key = str(msg.get("rid"))
+        lock = self._rid_locks.get(key)
+        if lock is None:
+            lock = self._rid_locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._handle_peer(msg)
+
+    async def _handle_peer(self, msg: dict[str, Any]) -> dict[str, Any]:
         op = msg.get("op")
+        if op == "cancel" and self.role == "leader":
+            try:
+                rid = str(uuid.UUID(str(msg["rid"])))
+            except (KeyError, ValueError):
+                return {"ok": False, "status": 400, "message": "malformed request"}
+            return {"ok": await self._run(self._cancel_allocation, rid)}
         try:
             rid = str(uuid.UUID(str(msg["rid"])))
             master = _check_sae_id(str(msg["master"]), "master")
@@ -523,6 +577,10 @@ class KeyManager:
             return {"ok": False, "status": 400, "message": "request out of range"}
         try:
             if op == "reserve":
+                known = await self._run(self.ledger.get, rid)
+                missing = [] if known is not None else await self._run(self._missing, ids)
+                if missing:
+                    return {"ok": False, "unknown": True, "status": 503, "message": NOT_AT_PEER}
                 await self._run(
                     self.ledger.add_request,
                     rid=rid, role="slave", master_sae=master, slave_sae=slave,
@@ -533,6 +591,19 @@ class KeyManager:
             return await self._allocate(rid, master, slave, n, size)
         except (KeyStoreError, ParameterError) as exc:
             return {"ok": False, "status": 503, "message": str(exc)}
+
+    def _cancel_allocation(self, rid: str) -> bool:
+        """Leader: release the keys of an allocation the follower could not use (only if none
+        was delivered; the follower has reserved none)."""
+        rec = self.ledger.get(rid)
+        if rec is None or rec.role != "slave":
+            return False
+        if rec.status == "failed":
+            return True
+        if any(self.store.get(k).state != "reserved" for k in rec.key_ids):
+            return False
+        self._withdraw(rid, list(rec.key_ids))
+        return True
 
     async def _allocate(
         self, rid: str, master: str, slave: str, n: int, size: int
@@ -628,6 +699,10 @@ class KeyManager:
                  "size": rec.size, "ids": list(rec.key_ids)},
                 timeout=self.config.peer_timeout_s,
             )  # fmt: skip
+            if answer.get("unknown"):
+                await self._run(self._withdraw, rid, list(rec.key_ids))
+                self._pending.discard(rid)
+                return
             if not answer.get("ok"):
                 return
             await self._consume(rec)
@@ -645,6 +720,9 @@ class KeyManager:
                         self._pending.discard(rid)
                     return
                 ids = self._ids_from(answer, rec.number)
+                if await self._run(self._missing, ids):
+                    await self._cancel(rid)
+                    return
                 rec = await self._run(self.ledger.set_keys, rid, ids)
             await self._run(self._ensure_reserved, ids, rec.master_sae, rec.slave_sae, rid)
             await self._consume(rec)

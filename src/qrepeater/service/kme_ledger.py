@@ -236,6 +236,13 @@ class Ledger:
             assert out is not None
             return out
 
+    def forget(self, rid: str) -> None:
+        """Drop the key ids of request ``rid`` and mark it ``failed`` (its keys were released
+        before anyone saw them), in one transaction."""
+        with self._tx() as db:
+            db.execute("DELETE FROM keys WHERE rid = ?", (rid,))
+            db.execute("UPDATE requests SET status = 'failed' WHERE rid = ?", (rid,))
+
     def set_status(self, rid: str, status: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE requests SET status = ? WHERE rid = ?", (status, rid))
