@@ -54,6 +54,8 @@ QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 MAX_MEAN_ATTEMPTS = 1e12
 #: ... or this many seconds (about 30 years)
 MAX_MEAN_WAIT_S = 1e9
+#: the Monte-Carlo engine refuses chains whose joins succeed less often per try
+MIN_JOIN_SUCCESS = 1e-4
 
 
 def _check_segments(n: object) -> int:
@@ -324,12 +326,14 @@ class Chain:
         plan = self.nested_plan() if self.protocol == "nested" else self._asap_as_nested()
         return solve(plan, tol=tol, max_truncation=MAX_TRUNCATION)
 
-    def _asap_as_nested(self) -> NestedPlan:
+    def _asap_as_nested(self, *, rough: bool = False) -> NestedPlan:
         cut = self.cutoff
         n = self.n_segments
+        if rough:  # a nested stand-in with as many levels, for the feasibility estimate
+            n = 1 << (n - 1).bit_length()
         levels = n.bit_length() - 1
         return NestedPlan(
-            segments=self.segments,
+            segments=(self.segments[0],) * n if rough else self.segments,
             swap_probability=self.swap_probability,
             noise=self.noise,
             cutoffs=(None if cut is None else int(cut),) * levels,  # type: ignore[arg-type]
@@ -343,6 +347,13 @@ class Chain:
         seed: int | np.random.Generator | np.random.SeedSequence | None = None,
     ) -> Deliveries:
         """``n`` simulated first deliveries (per-delivery time in attempts and correlators)."""
+        rough = self.nested_plan() if self.protocol == "nested" else self._asap_as_nested(rough=True)
+        success = rough.worst_join_success()
+        if success < MIN_JOIN_SUCCESS:
+            raise ParameterError(
+                "no end-to-end pair in any reasonable time: a join succeeds with probability "
+                f"about {success:.2g} per try (cut-off too short for the segments' waits)"
+            )
         if self.protocol == "nested":
             return sample_nested(self.nested_plan(), n=n, seed=seed, memory_model=self.memory_model)
         return sample_swap_asap(self.asap_plan(), n=n, seed=seed, memory_model=self.memory_model)

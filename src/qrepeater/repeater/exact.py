@@ -285,14 +285,48 @@ class NestedPlan:
         """Number of nesting levels, ``log2 N``."""
         return len(self.segments).bit_length() - 1
 
-    def rough_mean(self) -> float:
-        """A rough mean waiting time (attempts) used to size the first truncation."""
+    def rough_mean(self, *, with_cutoffs: bool = False) -> float:
+        """A rough mean waiting time (attempts): sizes the first truncation and, with the
+        cut-offs, detects chains that deliver nothing in any reasonable time.
+
+        A join of inputs with mean ``m`` and cut-off ``c`` succeeds per try with probability
+        about ``P = 1 - exp(-(c + 1)/m)`` (exact for geometric inputs as ``p -> 0``); failed
+        tries last about ``m/2 + c``; the estimate errs on the long side.
+        """
         m = max(1.0 / s.p_eff for s in self.segments)
         if self.purify:
             m *= 3.0
+            if with_cutoffs and self.purify_cutoff is not None:
+                m = _with_cutoff(m / 3.0, self.purify_cutoff) * 3.0
         for k in range(self.levels):
-            m = (1.5 * m + self.delays[k]) / self.swap_probability
+            c = self.cutoffs[k]
+            joined = 1.5 * m
+            if with_cutoffs and c is not None:
+                joined = _with_cutoff(m, c)
+            m = (joined + self.delays[k]) / self.swap_probability
         return m
+
+
+    def worst_join_success(self) -> float:
+        """Rough smallest per-try success probability of a join (cut-off and swap)."""
+        m = max(1.0 / s.p_eff for s in self.segments)
+        worst = 1.0
+        for k in range(self.levels):
+            c = self.cutoffs[k]
+            success = 1.0 if c is None else -math.expm1(-(c + 1.0) / m)
+            worst = min(worst, success * self.swap_probability)
+            joined = 1.5 * m if c is None else _with_cutoff(m, c)
+            m = (joined + self.delays[k]) / self.swap_probability
+            if not math.isfinite(m):
+                return 0.0
+        return worst
+
+
+def _with_cutoff(m: float, c: int) -> float:
+    success = -math.expm1(-(c + 1.0) / m)
+    if success <= 0.0:
+        return math.inf
+    return (1.0 / success - 1.0) * (0.5 * m + c) + 1.5 * m
 
 
 def nested_distribution(plan: NestedPlan, m: int) -> Distribution:
@@ -359,10 +393,11 @@ def solve(
     if not 0.0 < tol < 1.0:
         raise ParameterError(f"tolerance must lie in (0, 1), got {tol}")
     mean = plan.rough_mean()
-    if not math.isfinite(mean) or mean * 4 > max_truncation:
+    worst = plan.rough_mean(with_cutoffs=True)
+    if not math.isfinite(worst) or mean * 4 > max_truncation or worst > 16 * max_truncation:
         raise ParameterError(
-            f"no end-to-end pair in any reasonable time: about {mean:.3g} attempts expected, "
-            f"beyond the {max_truncation:,}-attempt truncation limit"
+            f"no end-to-end pair in any reasonable time: about {max(mean, worst):.3g} attempts "
+            f"expected, beyond the {max_truncation:,}-attempt truncation limit"
         )
     m = 1 << max(6, int(math.ceil(math.log2(8 * mean + 16))))
     while True:

@@ -45,6 +45,10 @@ Shrink = Callable[[FloatArray], FloatArray]
 
 #: bound on rejection rounds / events before giving up (no delivery in any reasonable time)
 MAX_ROUNDS = 200_000
+#: bound on the tries of one join drawn by the nested sampler (beyond 2000 per delivery)
+MAX_TRIES = 5_000_000
+#: bound on the events of the swap-asap sampler
+MAX_EVENTS = 50_000
 
 
 @dataclass(frozen=True)
@@ -125,8 +129,15 @@ class _Nested:
         need = n
         carry = 0.0
         rate = 0.5
+        drawn = 0
         for _ in range(MAX_ROUNDS):
             pool = int(min(max(1.25 * need / rate + 32, 64), 1 << 22))
+            drawn += pool
+            if drawn > max(MAX_TRIES, 2000 * n):
+                raise ParameterError(
+                    f"no end-to-end pair in any reasonable time: {drawn:,} tries of a join "
+                    f"gave {n - need} of {n} successes"
+                )
             ok, t_ok, fail_t, batch = tries(pool)
             succ = np.flatnonzero(ok)
             rate = max(succ.size / pool, 1e-7)
@@ -281,7 +292,7 @@ def sample_swap_asap(
         if np.any(bad):
             discard(sel[bad], node[bad] - 1, node[bad] + 1, t[bad])
 
-    for _ in range(MAX_ROUNDS):
+    for _ in range(MAX_EVENTS):
         r = np.arange(rows.size)
         hn = np.where(exists, big, herald)
         jh = hn.argmin(axis=1)
