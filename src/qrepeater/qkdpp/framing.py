@@ -20,9 +20,10 @@ Pool layout (both sites derive it from the file alone): ``w`` 64-bit hash keys A
 ``w`` Bob->Alice, then the pads, the first ``alice_share`` of them for Alice->Bob. The sequence
 number of a frame is the index of its pad in its direction.
 
-Never reusing a pad, also across restarts (:class:`PoolPosition`): the sender makes the next
-index durable (write, fsync, rename) *before* it computes and sends a tag; the receiver makes
-``seq + 1`` durable before it checks a tag, so that a pad is checked at most once. A frame
+Never reusing a pad, also across restarts (:class:`PoolPosition`): the sender makes an index
+durable (write, fsync, rename; reserved in aligned blocks of 64) *before* it computes and sends
+a tag with it; the receiver does the same before it checks a tag, so that a pad is checked at
+most once. A frame
 whose ``seq`` is below the receiver's durable position (replayed, or reordered) is rejected
 without touching the pool; within a session the sequence numbers must be consecutive (a dropped
 frame shows as a gap); the first frame of a session may skip ahead (pads the sender reserved
@@ -218,13 +219,22 @@ class PoolPosition:
     """Durable per-direction pad positions of one site (a small JSON file, mode 0600).
 
     ``send_next`` is the next pad index this site may use for a tag it sends, ``recv_next`` the
-    least index it still accepts from the peer. Both only grow; every change is on disk (fsync
-    and atomic rename) before the method returns. ``path=None`` keeps them in memory (tests,
-    in-process runs).
+    least index it still accepts from the peer; both only grow. Durability is reserved in
+    aligned blocks of ``grid`` indices: before the sender uses an index at or above its durable
+    mark, it writes the end of that index's block (``(i // grid + 1) * grid``) to the file
+    (write, fsync, atomic rename, fsync of the directory); the receiver does the same before it
+    checks a tag. A restarted site resumes from the durable marks, so an index is used at most
+    once for sending and checked at most once, whatever the moment of a crash; a restart loses
+    at most ``grid`` pads per direction. Because both sides use the same grid, a restarted
+    sender never starts below the receiver's durable mark. ``path=None`` keeps the positions in
+    memory (tests, in-process runs).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, *, grid: int = 64) -> None:
+        if grid < 1:
+            raise ParameterError("grid must be positive")
         self.path = None if path is None else Path(path)
+        self.grid = grid
         self._pos = _Position(0, 0)
         if self.path is not None and self.path.exists():
             try:
@@ -234,6 +244,8 @@ class PoolPosition:
                 raise ParameterError(f"corrupt pool position file {self.path}: {exc}") from None
             if self._pos.send_next < 0 or self._pos.recv_next < 0:
                 raise ParameterError(f"corrupt pool position file {self.path}")
+        self._mark = _Position(self._pos.send_next, self._pos.recv_next)  # durable marks
+        self.writes = 0
 
     def __repr__(self) -> str:
         return f"PoolPosition(send_next={self.send_next}, recv_next={self.recv_next})"
@@ -246,23 +258,32 @@ class PoolPosition:
     def recv_next(self) -> int:
         return self._pos.recv_next
 
-    def _save(self, pos: _Position) -> None:
+    def _save(self, mark: _Position) -> None:
         if self.path is not None:
-            data = json.dumps({"send_next": pos.send_next, "recv_next": pos.recv_next})
+            data = json.dumps({"send_next": mark.send_next, "recv_next": mark.recv_next})
             _atomic_private_write(self.path, data.encode())
-        self._pos = pos
+            self.writes += 1
+        self._mark = mark
+
+    def _block_end(self, index: int) -> int:
+        return (index // self.grid + 1) * self.grid
 
     def claim_send(self) -> int:
-        """Reserve the next send index durably and return it."""
+        """Reserve the next send index (durably, see the class docstring) and return it."""
         index = self._pos.send_next
-        self._save(_Position(index + 1, self._pos.recv_next))
+        if index >= self._mark.send_next:
+            self._save(_Position(self._block_end(index), self._mark.recv_next))
+        self._pos = _Position(index + 1, self._pos.recv_next)
         return index
 
     def consume_recv(self, index: int) -> None:
-        """Record durably that receive index ``index`` (and all below) is used."""
+        """Record that receive index ``index`` (and all below) is used, durably before the
+        caller checks its tag."""
         if index < self._pos.recv_next:
             raise AuthenticationError(f"receive index {index} was already used")
-        self._save(_Position(self._pos.send_next, index + 1))
+        if index >= self._mark.recv_next:
+            self._save(_Position(self._mark.send_next, self._block_end(index)))
+        self._pos = _Position(self._pos.send_next, index + 1)
 
 
 def _session_id(nonce_b: bytes, nonce_a: bytes) -> bytes:
