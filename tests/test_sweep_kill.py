@@ -1,4 +1,5 @@
-"""Kill a running sweep with SIGKILL at a random point, restart it, and compare."""
+"""Kill a running sweep (SIGKILL, or SIGINT as Ctrl-C sends it) at a random point, restart it,
+and compare with an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def _lines(path: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_sigkill_at_a_random_point_then_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_kill_at_a_random_point_then_resume(tmp_path: Path, sig: signal.Signals) -> None:
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC)
     reference = tmp_path / "ref.csv"
@@ -52,10 +54,11 @@ def test_sigkill_at_a_random_point_then_resume(tmp_path: Path) -> None:
     store = tmp_path / "killed.csv"
     target = rng.randrange(0, PLANNED - 2)  # pieces stored before the kill
     extra_s = rng.uniform(0.0, 0.3)  # then a little more: mid-piece or mid-write
+    err = tmp_path / "stderr.txt"
     proc = subprocess.Popen(
         [sys.executable, "-m", "qrepeater", "sweep", str(spec), "--out", str(store)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=err.open("wb"),
         start_new_session=True,
     )
     try:
@@ -64,10 +67,15 @@ def test_sigkill_at_a_random_point_then_resume(tmp_path: Path) -> None:
             time.sleep(0.01)
         time.sleep(extra_s)
         assert proc.poll() is None, f"sweep ended before the kill (seed {seed})"
-        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its spawned workers
-        proc.wait(timeout=30)
+        os.killpg(proc.pid, sig)  # the sweep and its spawned workers, as a terminal does
+        rc = proc.wait(timeout=60)
     finally:
         stop_group(proc)
+    if sig == signal.SIGINT:
+        assert rc == 130, f"seed {seed}"
+        assert err.read_text().strip().splitlines()[-1].startswith("error: interrupted")
+    else:
+        assert rc == -signal.SIGKILL
     before = read_store(store).pieces if store.exists() else ()
     assert len(before) < PLANNED, f"seed {seed}"
 

@@ -132,6 +132,7 @@ def sweep(
         )
 
     writer = StoreWriter(path, contents)
+    aborted = False
     owned = not (executor is not None and not isinstance(executor, str))
     ex: Executor | None = None if owned else executor  # type: ignore[assignment]
     try:
@@ -231,10 +232,16 @@ def sweep(
                                     running[j].discard(kk)
                     yield event("piece", ex.description, task=todo[i], piece=k)
         yield event("finish", ex.description)
+    except BaseException:
+        aborted = True
+        raise
     finally:
         writer.close()
         if owned and ex is not None:
-            ex.close()
+            if aborted:
+                ex.abort()
+            else:
+                ex.close()
 
 
 def collect(

@@ -18,6 +18,7 @@ import importlib
 import multiprocessing
 import os
 import re
+import signal
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
@@ -44,6 +45,14 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None: ...
+
+
+def _ignore_sigint() -> None:
+    """Worker initialiser: Ctrl-C reaches the whole process group; the parent handles it (and
+    stops the workers), so they do not each print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
 
 class SerialExecutor:
     """Runs each call when submitted, in this process."""
@@ -68,6 +77,9 @@ class SerialExecutor:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass
+
 
 class LocalExecutor:
     """A pool of ``workers`` processes started with ``spawn`` (default: one per core)."""
@@ -79,7 +91,9 @@ class LocalExecutor:
         self.slots = n
         self.description = f"local processes ({n}, spawn)"
         self._pool = cf.ProcessPoolExecutor(
-            max_workers=n, mp_context=multiprocessing.get_context("spawn")
+            max_workers=n,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_ignore_sigint,
         )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
@@ -90,6 +104,13 @@ class LocalExecutor:
         return set(done), set(pending)
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Stop now (interrupt, error): running pieces are lost, stored ones are safe."""
+        # concurrent.futures has no public way to stop running workers before Python 3.14
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            proc.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -146,6 +167,11 @@ class DaskExecutor:
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+    def abort(self) -> None:
+        """Stop now: closing the client releases its futures, and the scheduler forgets the
+        work nobody waits for."""
+        self.close()
 
 
 _SCHEDULER = re.compile(r"(tcp|tls|ws|wss|inproc)://\S+|local:\d+|processes(:\d+)?|serial")
