@@ -137,7 +137,8 @@ def distill_cmd(
         Path, typer.Option("--out", help="New (or empty) folder for the key set of this run.")
     ],
     method: Annotated[
-        str, typer.Option("--method", help="Finite-key bound: phase-error or eat.")
+        str,
+        typer.Option("--method", help="Finite-key bound: phase-error, geat, renyi-geat or eat."),
     ] = "phase-error",
     eps: Annotated[float, typer.Option("--eps", help="Total soundness error.")] = 1e-5,
     key_format: Annotated[
@@ -171,14 +172,15 @@ def distill_cmd(
     and bob.key.bin (mode 0600), report.json and manifest.json (run id, SHA-256 of each file),
     or, for an aborted run (exit status 3), report.json alone.
     """
+    from qrepeater.diqkd.keyrate import METHODS
     from qrepeater.diqkd.pipeline import DistillConfig, distill
     from qrepeater.diqkd.records import read_run
     from qrepeater.diqkd.rounds import SettingDistribution
     from qrepeater.presets import load_preset
     from qrepeater.qkdpp.keyfiles import check_output_folder, recover_key_set, write_key_set
 
-    if method not in ("phase-error", "eat"):
-        raise ParameterError(f"--method must be phase-error or eat, got {method!r}")
+    if method not in METHODS:
+        raise ParameterError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if key_format not in ("bin", "parquet"):
         raise ParameterError(f"--format must be bin or parquet, got {key_format!r}")
     if seed is not None and seed < 0:
