@@ -211,6 +211,12 @@ def requirements_cmd(
             help="memory (tau and the <ZZ> slope improve together) or coherence-only.",
         ),
     ] = "memory",
+    segments: Annotated[
+        str, typer.Option("--segments", help="Candidate N, comma-separated (nested: powers of 2).")
+    ] = "2,4,8,16",
+    alphas: Annotated[
+        str, typer.Option("--alphas", help="Candidate excitation probabilities, comma-separated.")
+    ] = "0.02,0.05,0.1,0.17",
     json: JsonOpt = False,
 ) -> None:
     """Smallest memory coherence time (and best N, alpha, cut-off) reaching a target."""
@@ -218,7 +224,21 @@ def requirements_cmd(
 
     if not math.isfinite(total_km) or total_km <= 0:
         raise ParameterError(f"total length must be a positive number of km, got {total_km}")
-    r = requirements(preset, total_km=total_km, target=target, scale=scale)  # type: ignore[arg-type]
+    ns = [_whole("segments", t.strip()) for t in segments.split(",") if t.strip()]
+    try:
+        al = [float(t) for t in alphas.split(",") if t.strip()]
+    except ValueError:
+        raise ParameterError(f"alphas must be comma-separated numbers, got {alphas!r}") from None
+    if not ns or not al:
+        raise ParameterError("give at least one segment count and one alpha")
+    r = requirements(
+        preset,
+        total_km=total_km,
+        target=target,
+        scale=scale,  # type: ignore[arg-type]
+        segments=[int(n) for n in ns if n is not None],
+        alphas=al,
+    )
     if json:
         print_json(r.to_dict())
     else:
