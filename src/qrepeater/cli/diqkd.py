@@ -188,7 +188,7 @@ def distill_cmd(
     recover_key_set(out)  # staging folders of a killed earlier run
     check_output_folder(out, force=force)  # refuse before the work, not after
     agreed = SettingDistribution.from_preset(load_preset(preset))
-    cfg = DistillConfig(method=method, eps=eps, settings=agreed)  # type: ignore[arg-type]
+    cfg = DistillConfig(method=method, eps=eps, settings=agreed)
     run = read_run(alice, bob)
     from rich.progress import Progress, TextColumn
 
