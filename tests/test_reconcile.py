@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +18,11 @@ from qrepeater.qkdpp.reconciliation import (
     BobReconciler,
     ReconcileConfig,
     binary_entropy,
+    frame_check,
     plan,
+    qber_upper_bound,
     reconcile,
+    sample_qber,
 )
 
 KEY_BITS = 14_000
@@ -97,9 +103,8 @@ def test_several_frames_and_partial_last_frame(config: ReconcileConfig) -> None:
 
 
 def test_parallel_workers_give_the_same_result(config: ReconcileConfig) -> None:
-    """Frames decoded in two worker processes: same corrected key, leakage and attempts."""
-    import dataclasses
-
+    """Frames decoded by two threads, or by an executor the caller owns: same corrected key,
+    leakage and attempts, and no process is forked."""
     qber, n = 0.03, 30_001
     x, y = bsc_keys(n, qber, seed=9)
     serial = reconcile(x, y, qber=qber, channel=PublicChannel(), seed=3, config=config)
@@ -109,6 +114,13 @@ def test_parallel_workers_give_the_same_result(config: ReconcileConfig) -> None:
     assert np.array_equal(parallel.bob_key, serial.bob_key)
     assert parallel.leak_bits == serial.leak_bits
     assert parallel.decode_attempts == serial.decode_attempts
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        owned = reconcile(
+            x, y, qber=qber, channel=PublicChannel(), seed=3, config=config, executor=pool
+        )
+    assert np.array_equal(owned.bob_key, serial.bob_key)
+    assert owned.leak_bits == serial.leak_bits
+    assert multiprocessing.active_children() == []
     with pytest.raises(ReconciliationError):
         dataclasses.replace(config, workers=0)
 
@@ -139,6 +151,7 @@ def test_one_shot_rate_adaptive(config: ReconcileConfig) -> None:
         block_length=config.block_length,
         min_block_length=config.min_block_length,
         target_efficiency=1.3,
+        short_target_efficiency=1.3,
         max_reveals=0,
         cache_dir=config.cache_dir,
     )
@@ -199,14 +212,101 @@ def test_plan_is_consistent() -> None:
     )
 
 
-def test_short_key_is_padded_with_shortened_symbols(config: ReconcileConfig) -> None:
+def test_short_key_uses_the_short_block_family(config: ReconcileConfig) -> None:
     fp = plan(3_000, qber=0.05, config=config)
-    assert fp.block_length >= config.min_block_length
-    assert fp.shortened(0) > fp.block_length // 2
+    assert fp.block_length < config.min_block_length  # not padded into a 15k code
     x, y = bsc_keys(3_000, 0.05, seed=13)
     res = reconcile(x, y, qber=0.05, channel=PublicChannel(), seed=1, config=config)
     assert res.success
     assert np.array_equal(res.bob_key, x)
+    assert res.efficiency < 1.45
+    padded = dataclasses.replace(config, short_keys=False)
+    assert plan(3_000, qber=0.05, config=padded).block_length >= config.min_block_length
+
+
+@pytest.mark.parametrize(("true_q", "hint"), [(0.05, 0.02), (0.01, 0.005), (0.08, 0.03)])
+def test_misjudged_qber_does_not_fail(true_q: float, hint: float, config: ReconcileConfig) -> None:
+    """A hint far below the true QBER costs rounds, not the key."""
+    x, y = bsc_keys(20_000, true_q, seed=21)
+    channel = PublicChannel()
+    res = reconcile(x, y, qber=hint, channel=channel, seed=2, config=config)
+    assert res.success
+    assert np.array_equal(res.bob_key, x)
+    assert res.observed_qber == pytest.approx(true_q, abs=1e-9)
+    # f is taken against the QBER found, not the (wrong) hint
+    assert res.efficiency == pytest.approx(res.leak_bits / (20_000 * binary_entropy(true_q)))
+    assert res.efficiency_estimate > res.efficiency
+    assert res.rounds > 2
+    assert res.leak_bits == channel.bits_sent(prefix="ec.")
+
+
+def test_drifting_qber(config: ReconcileConfig) -> None:
+    """Error rate rising from 1% to 7% across the key, hint at the mean."""
+    n = 30_000
+    rng = np.random.default_rng(22)
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    y = x ^ (rng.random(n) < np.linspace(0.01, 0.07, n)).astype(np.uint8)
+    res = reconcile(x, y, qber=0.04, channel=PublicChannel(), seed=3, config=config)
+    assert res.success
+    assert np.array_equal(res.bob_key, x)
+
+
+def test_uncorrelated_keys_fail_cleanly(config: ReconcileConfig) -> None:
+    """Q = 0.5: no frame decodes before the leak reaches the key; no capacity is left."""
+    rng = np.random.default_rng(23)
+    x = rng.integers(0, 2, 20_000, dtype=np.uint8)
+    y = rng.integers(0, 2, 20_000, dtype=np.uint8)
+    res = reconcile(x, y, qber=0.2, channel=PublicChannel(), seed=4, config=config)
+    assert not res.success
+    assert res.frames_failed == res.frames
+    assert res.secret_capacity_left == (res.leak_bits < 20_000)
+    with pytest.raises(ProtocolAbort):
+        res.require_success()
+
+
+def test_sampled_estimate_plans_for_its_upper_bound(config: ReconcileConfig) -> None:
+    x, y = bsc_keys(20_000, 0.03, seed=24)
+    sample = sample_qber(x, y, rng=np.random.default_rng(5))
+    assert sample.bits == 400
+    assert sample.keep.sum() == 20_000 - 400
+    xs, ys = x[sample.keep], y[sample.keep]
+    res = reconcile(
+        xs,
+        ys,
+        qber=sample.estimate,
+        channel=PublicChannel(),
+        seed=5,
+        config=config,
+        qber_sample_bits=sample.bits,
+    )
+    assert res.success
+    assert res.qber_upper is not None
+    assert res.qber_upper == pytest.approx(sample.upper(config.qber_confidence), rel=0.05)
+    wide = plan(xs.size, qber=sample.estimate, config=config, qber_upper=res.qber_upper)
+    narrow = plan(xs.size, qber=sample.estimate, config=config)
+    assert wide.punctured >= narrow.punctured
+
+
+def test_qber_upper_bound() -> None:
+    # zero errors: the Clopper-Pearson bound is 1 - (1 - c)^(1/n)
+    assert qber_upper_bound(0, 1000, confidence=0.95) == pytest.approx(1 - 0.05 ** (1 / 1000))
+    assert qber_upper_bound(36, 1000) > 0.036
+    assert qber_upper_bound(36, 1000, confidence=0.999) > qber_upper_bound(36, 1000)
+    assert qber_upper_bound(5, 5) == 1.0
+    for bad in ((-1, 10), (11, 10), (0, 0)):
+        with pytest.raises(ReconciliationError):
+            qber_upper_bound(*bad)
+
+
+def test_frame_check_is_linear_and_seeded() -> None:
+    rng = np.random.default_rng(6)
+    a, b = rng.integers(0, 2, (2, 5_000), dtype=np.uint8)
+    ca = frame_check(a, public_seed=1, frame=0, n_bits=16)
+    cb = frame_check(b, public_seed=1, frame=0, n_bits=16)
+    cab = frame_check(a ^ b, public_seed=1, frame=0, n_bits=16)
+    np.testing.assert_array_equal(ca ^ cb, cab)  # GF(2)-linear
+    assert not np.array_equal(ca, frame_check(a, public_seed=2, frame=0, n_bits=16))
+    assert frame_check(a, public_seed=1, frame=0, n_bits=0).size == 0
 
 
 @pytest.mark.parametrize(
@@ -244,6 +344,12 @@ def test_bad_inputs(
         {"bp_max_iter": 0},
         {"puncture_range": -0.1},
         {"seed_bits": 1000},
+        {"reveal_growth": 0.5},
+        {"check_bits": 65},
+        {"qber_confidence": 1.0},
+        {"decoder": "minsum"},
+        {"patience": -1},
+        {"short_reveal_step": 0.0},
     ],
 )
 def test_bad_config(kwargs: dict[str, float]) -> None:
