@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from kme_support import InProcessPair, PairFiles, make_pair_files, store_view
-from qrepeater.errors import ParameterError, TransportError
+from qrepeater.errors import AuthenticationError, ParameterError, TransportError
 from qrepeater.service.client import Client, KMERequestError, client_ssl_context
 from qrepeater.service.kme import KMEConfig, openapi_document, sae_id_of
 
@@ -618,3 +618,77 @@ def test_keys_committed_at_one_node_only_are_not_used_up(tmp_path: Path) -> None
             k.key for k in keys
         ]
         assert a.status("sae-b1").stored_key_count == 0
+
+
+# ---- crash recovery, step by step ---------------------------------------------------------------
+def _manager(tmp: Path, role: str) -> Any:
+    from kme_support import fill_store
+    from qrepeater.qkdpp.keystore import KeyStore
+    from qrepeater.service.kme import KeyManager
+    from qrepeater.service.kme_ledger import Ledger
+
+    store = tmp / f"{role}.db"
+    fill_store(store, blocks=1, keys_per_block=8)
+    return KeyManager(
+        store=KeyStore(store),
+        ledger=Ledger(tmp / f"{role}.kme", kme_role=role),
+        config=KMEConfig(kme_id=f"kme-{role}"),
+        role=role,  # type: ignore[arg-type]
+    )
+
+
+def test_recovery_leader_releases_unrecorded_reservations(tmp_path: Path) -> None:
+    """Killed between the store's reservation and the ledger record: nobody saw those keys."""
+    m = _manager(tmp_path, "leader")
+    m.store.reserve(3, master_sae="m", slave_sae="s", request_id="r-lost")
+    recs = m.store.reserve(2, master_sae="m", slave_sae="s", request_id="r-kept")
+    ids = [r.key_id for r in recs]
+    rid = "6a1f0d3e-1b8f-4c1e-9a43-5b0ef5a1c001"
+    m.ledger.add_request(
+        rid=rid, role="master", master_sae="m", slave_sae="s", number=2, size=256, key_ids=ids
+    )
+    out = m.recover()
+    assert out == {"released": 3, "rereserved": 0, "pending": 1}
+    assert m.store.available_count() == 6
+    assert m.pending == {rid}  # to be confirmed with the follower, then consumed
+    assert [m.store.get(k).state for k in ids] == ["reserved", "reserved"]
+
+
+def test_recovery_follower_rereserves_and_asks_again(tmp_path: Path) -> None:
+    """Killed between the ledger record and the store's reservation; and with an allocation
+    asked of the leader whose answer never came."""
+    m = _manager(tmp_path, "follower")
+    ids = m.store.key_ids()[:2]
+    m.ledger.add_request(
+        rid="6a1f0d3e-1b8f-4c1e-9a43-5b0ef5a1c002",
+        role="slave", master_sae="m", slave_sae="s", number=2, size=128, key_ids=ids,
+    )  # fmt: skip
+    asked = "6a1f0d3e-1b8f-4c1e-9a43-5b0ef5a1c003"
+    m.ledger.add_request(
+        rid=asked, role="master", master_sae="s2", slave_sae="m2", number=1, size=256
+    )
+    out = m.recover()
+    assert out == {"released": 0, "rereserved": 2, "pending": 1}
+    assert [(m.store.get(k).state, m.store.get(k).slave_sae) for k in ids] == [
+        ("reserved", "s"),
+        ("reserved", "s"),
+    ]
+    assert m.pending == {asked}
+    assert m.recover()["rereserved"] == 0  # idempotent
+
+
+def test_link_positions_never_reused_after_restart(tmp_path: Path) -> None:
+    from qrepeater.service.kme_ledger import Ledger
+    from qrepeater.service.kme_peer import COUNTER_BLOCK, LedgerPosition
+
+    ledger = Ledger(tmp_path / "l.kme", kme_role="leader")
+    pos = LedgerPosition(ledger)
+    used = [pos.claim_send() for _ in range(5)]
+    pos.consume_recv(7)
+    assert used == [0, 1, 2, 3, 4]
+    # killed here (no flush): a new process starts beyond every position it may have used
+    again = LedgerPosition(ledger)
+    assert again.claim_send() == COUNTER_BLOCK
+    assert again.recv_next == 0  # receive positions are recorded lazily (see kme_peer)
+    with pytest.raises(AuthenticationError, match="already used"):
+        pos.consume_recv(3)  # below the receive position: a replay
