@@ -161,3 +161,21 @@ def test_reconciliation_runs_inside_daemonic_dask_workers(cluster: str, tmp_path
     leak = row.values["leak_bits"]
     assert isinstance(leak, float)
     assert leak > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_unreachable_scheduler_fails_cleanly(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = tmp_path / "mc.toml"
+    spec.write_text(SPEC)
+    out = tmp_path / "r.csv"
+    r = cli("sweep", spec, "--out", out, "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert "cannot reach the Dask scheduler" in r.stderr
+    assert not out.exists()

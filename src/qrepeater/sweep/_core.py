@@ -131,17 +131,24 @@ def sweep(
             **kw,
         )
 
-    writer = StoreWriter(path, contents)
-    aborted = False
     owned = not (executor is not None and not isinstance(executor, str))
     ex: Executor | None = None if owned else executor  # type: ignore[assignment]
+    if ex is None and not all(done):
+        # before the store is touched: an unreachable scheduler leaves no trace
+        ex = make_executor(executor if isinstance(executor, str) else None, workers=workers)
+    aborted = False
+    try:
+        writer = StoreWriter(path, contents)
+    except BaseException:
+        if owned and ex is not None:
+            ex.abort()
+        raise
     try:
         if all(done):
             yield event("start", ex.description if ex else "none needed")
             yield event("finish", ex.description if ex else "none needed")
             return
-        if ex is None:
-            ex = make_executor(executor if isinstance(executor, str) else None, workers=workers)
+        assert ex is not None
         yield event("start", ex.description)
         in_flight: dict[Any, list[tuple[int, int]]] = {}
         running = [set[int]() for _ in todo]  # pieces submitted, not yet back
