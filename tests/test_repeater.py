@@ -156,12 +156,16 @@ def test_no_underflow_at_long_truncations() -> None:
     # coherence of 2 attempts over a truncation of ~1e5: decay factors underflow to exact zeros
     seg = Segment.abstract(p=2e-4, werner=0.99, coherence_attempts=2.0)
     plan = NestedPlan(
-        segments=(seg,) * 4, swap_probability=1.0, noise=SwapNoise(), cutoffs=(None, None),
+        segments=(seg,) * 4,
+        swap_probability=1.0,
+        noise=SwapNoise(),
+        cutoffs=(None, None),
         delays=(0, 0),
     )
     d = solve(plan, tol=1e-6)
     assert d.truncation >= 1 << 15
-    assert np.all(np.isfinite(d.pmf)) and np.all(np.isfinite(d.weighted))
+    assert np.all(np.isfinite(d.pmf))
+    assert np.all(np.isfinite(d.weighted))
     assert 0.0 <= d.mean_state[0] < 0.01
 
 
@@ -176,7 +180,11 @@ def test_li_et_al_example_chain_has_no_key_without_cutoff() -> None:
     ).evaluate("exact")
     assert none.bb84_secret_fraction == 0.0
     cut = Chain.abstract(
-        segments=8, p=0.1, werner=0.98, coherence_attempts=400, swap_probability=0.5,
+        segments=8,
+        p=0.1,
+        werner=0.98,
+        coherence_attempts=400,
+        swap_probability=0.5,
         cutoff_attempts=(16, 31, 55),
     ).evaluate("exact")
     # the cut-off trades waiting time for a fresher delivered pair
@@ -186,11 +194,11 @@ def test_li_et_al_example_chain_has_no_key_without_cutoff() -> None:
 
 # ---- engines agree ------------------------------------------------------------------------
 CASES = [
-    dict(n=2, cutoffs=(5,)),
-    dict(n=4, a=0.7, cutoffs=(3, 7), noise=SwapNoise(0.99, 0.01), delays=(2, 4)),
-    dict(n=8, a=0.5, cutoffs=(16, 31, 55), p=0.1),
-    dict(n=2, purify="dejmps", purify_cutoff=20, purify_delay=1, p=0.2),
-    dict(n=2, purify="bbpssw", p=0.2),
+    {"n": 2, "cutoffs": (5,)},
+    {"n": 4, "a": 0.7, "cutoffs": (3, 7), "noise": SwapNoise(0.99, 0.01), "delays": (2, 4)},
+    {"n": 8, "a": 0.5, "cutoffs": (16, 31, 55), "p": 0.1},
+    {"n": 2, "purify": "dejmps", "purify_cutoff": 20, "purify_delay": 1, "p": 0.2},
+    {"n": 2, "purify": "bbpssw", "p": 0.2},
 ]
 
 
@@ -214,12 +222,15 @@ def test_exact_and_monte_carlo_agree(case: dict[str, object]) -> None:
         assert abs(frac - q) < 4.5 * math.sqrt(q * (1 - q) / size) + d.pmf[int(exact_q)]
 
 
-@pytest.mark.parametrize("cut,a", [(5, 1.0), (3, 0.6), (None, 0.5)])
+@pytest.mark.parametrize(("cut", "a"), [(5, 1.0), (3, 0.6), (None, 0.5)])
 def test_swap_asap_two_segments_equals_nested(cut: int | None, a: float) -> None:
     seg = Segment.abstract(p=0.1, werner=0.98, coherence_attempts=400.0)
     d = solve(_plan(2, a=a, cutoffs=(cut,)), tol=1e-10)
     asap = AsapPlan(
-        segments=(seg, seg), swap_probability=a, noise=SwapNoise(), cutoff=cut,
+        segments=(seg, seg),
+        swap_probability=a,
+        noise=SwapNoise(),
+        cutoff=cut,
         node_delays=(0, 0, 0),
     )
     mc = sample_swap_asap(asap, n=20000, seed=5)
@@ -233,7 +244,10 @@ def test_swap_asap_without_cutoff_waits_for_the_slowest_segment() -> None:
     p, n = 0.1, 4
     seg = Segment.abstract(p=p, werner=1.0)
     plan = AsapPlan(
-        segments=(seg,) * n, swap_probability=1.0, noise=SwapNoise(), cutoff=None,
+        segments=(seg,) * n,
+        swap_probability=1.0,
+        noise=SwapNoise(),
+        cutoff=None,
         node_delays=(0,) * (n + 1),
     )
     mc = sample_swap_asap(plan, n=20000, seed=3)
@@ -268,16 +282,16 @@ def test_calibrated_linear_zz_decay_of_one_stored_pair() -> None:
 
 # ---- bad input ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "kwargs,match",
+    ("kwargs", "match"),
     [
-        (dict(segments=0, p=0.1), "positive integer"),
-        (dict(segments=2.5, p=0.1), "positive integer"),
-        (dict(segments=3, p=0.1), "power-of-two"),
-        (dict(segments=2, p=0.1, cutoff_attempts=-1), "cut-off"),
-        (dict(segments=2, p=0.1, purify="dejmps"), "two memories"),
-        (dict(segments=2, p=1e-14), "no heralds in any reasonable time"),
-        (dict(segments=2, p=0.1, swap_probability=0.0), "swap probability"),
-        (dict(segments=2, p=0.1, protocol="ring"), "protocol"),
+        ({"segments": 0, "p": 0.1}, "positive integer"),
+        ({"segments": 2.5, "p": 0.1}, "positive integer"),
+        ({"segments": 3, "p": 0.1}, "power-of-two"),
+        ({"segments": 2, "p": 0.1, "cutoff_attempts": -1}, "cut-off"),
+        ({"segments": 2, "p": 0.1, "purify": "dejmps"}, "two memories"),
+        ({"segments": 2, "p": 1e-14}, "no heralds in any reasonable time"),
+        ({"segments": 2, "p": 0.1, "swap_probability": 0.0}, "swap probability"),
+        ({"segments": 2, "p": 0.1, "protocol": "ring"}, "protocol"),
     ],
 )
 def test_bad_input(kwargs: dict[str, object], match: str) -> None:

@@ -28,7 +28,8 @@ def test_one_segment_is_the_elementary_link(preset) -> None:  # type: ignore[no-
     # the stored pair at t = 0, read out with the SPAM error
     assert r.fidelity == pytest.approx(float(StoredLink(link).fidelity(0.0)), abs=1e-12)
     d = r.to_dict()
-    assert d["direct_rate_hz"] > 0 and d["plob_bits_per_s"] > 0
+    assert d["direct_rate_hz"] > 0
+    assert d["plob_bits_per_s"] > 0
 
 
 def test_link_chain_engines_agree_with_memory_channel_and_delays(preset) -> None:  # type: ignore[no-untyped-def]
@@ -51,7 +52,7 @@ def test_delays_switch(preset) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_calibrated_memory_channel_differs_from_the_exponential_surrogate(preset) -> None:  # type: ignore[no-untyped-def]
-    kw = dict(total_km=20.0, segments=2, delays=False)
+    kw = {"total_km": 20.0, "segments": 2, "delays": False}
     exp = Chain.from_preset(preset, **kw).evaluate("monte-carlo", n=20000, seed=2)  # type: ignore[arg-type]
     cal = Chain.from_preset(preset, memory_model="calibrated", **kw).evaluate(  # type: ignore[arg-type]
         "monte-carlo", n=20000, seed=2
@@ -85,7 +86,8 @@ def test_purification_and_multiplexing(preset) -> None:  # type: ignore[no-untyp
 def test_references_scale_as_expected(preset) -> None:  # type: ignore[no-untyped-def]
     a = Chain.from_preset(preset, total_km=100.0, segments=2).reference
     b = Chain.from_preset(preset, total_km=200.0, segments=2).reference
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     # direct transmission loses 0.2 dB/km over the whole distance (20 dB more), PLOB ~ eta
     hw = preset.hardware
     periods = hw.attempt_period_s(200.0) / hw.attempt_period_s(100.0)  # T_0 + L/v
@@ -98,7 +100,8 @@ def test_references_scale_as_expected(preset) -> None:  # type: ignore[no-untype
 
 def test_repeater_parameters_defaults_and_validation(preset) -> None:  # type: ignore[no-untyped-def]
     rp = RepeaterParameters.from_preset(preset)
-    assert 0 < rp.swap_probability <= 1 and rp.memories >= 1
+    assert 0 < rp.swap_probability <= 1
+    assert rp.memories >= 1
     noise = rp.noise(preset.hardware.ion.spam_error)
     assert noise.gate_shrink == pytest.approx(1 - 16 * (1 - rp.swap_gate_fidelity) / 15)
     with pytest.raises(ParameterError):
@@ -106,14 +109,14 @@ def test_repeater_parameters_defaults_and_validation(preset) -> None:  # type: i
 
 
 @pytest.mark.parametrize(
-    "kwargs,match",
+    ("kwargs", "match"),
     [
-        (dict(total_km=100.0, segments=0), "positive integer"),
-        (dict(total_km=100.0, segments=3), "power-of-two"),
-        (dict(total_km=float("nan"), segments=2), "non-negative"),
-        (dict(total_km=100.0, segments=2, cutoff_s=-0.1), "cut-off"),
-        (dict(total_km=100.0, segments=2, cutoff_s=float("nan")), "cut-off"),
-        (dict(total_km=100.0, segments=2, purify="dejmps", memories=1), "two memories"),
+        ({"total_km": 100.0, "segments": 0}, "positive integer"),
+        ({"total_km": 100.0, "segments": 3}, "power-of-two"),
+        ({"total_km": float("nan"), "segments": 2}, "non-negative"),
+        ({"total_km": 100.0, "segments": 2, "cutoff_s": -0.1}, "cut-off"),
+        ({"total_km": 100.0, "segments": 2, "cutoff_s": float("nan")}, "cut-off"),
+        ({"total_km": 100.0, "segments": 2, "purify": "dejmps", "memories": 1}, "two memories"),
     ],
 )
 def test_bad_preset_chains(preset, kwargs, match) -> None:  # type: ignore[no-untyped-def]
@@ -133,16 +136,28 @@ def test_no_pair_in_reasonable_time_is_an_error_not_a_hang(preset) -> None:  # t
 
 def test_requirements_bisection_is_tight(preset) -> None:  # type: ignore[no-untyped-def]
     r = requirements(
-        preset, total_km=100.0, target="f-above-half", segments=(2,), alphas=(0.1,),
-        cutoffs=(2.0,), rel_precision=0.01,
+        preset,
+        total_km=100.0,
+        target="f-above-half",
+        segments=(2,),
+        alphas=(0.1,),
+        cutoffs=(2.0,),
+        rel_precision=0.01,
     )
-    assert r.reachable and r.segments == 2
-    assert r.at_requirement is not None and float(r.at_requirement["fidelity"]) > 0.5  # type: ignore[arg-type]
+    assert r.reachable
+    assert r.segments == 2
+    assert r.at_requirement is not None
+    assert float(r.at_requirement["fidelity"]) > 0.5
     below = Chain.from_preset(
-        preset, total_km=100.0, segments=2, alpha=0.1, cutoff_s=r.cutoff_s,
+        preset,
+        total_km=100.0,
+        segments=2,
+        alpha=0.1,
+        cutoff_s=r.cutoff_s,
         coherence_time_s=r.coherence_time_s / 1.02,
         zz_decay_per_s=preset.hardware.memory.zz_decay_per_s
-        * preset.hardware.memory.coherence_time_s / (r.coherence_time_s / 1.02),
+        * preset.hardware.memory.coherence_time_s
+        / (r.coherence_time_s / 1.02),
     ).evaluate("exact", tol=1e-3)
     assert not meets(below, "f-above-half")
     # today's 550 ms memory does not reach it with this configuration
@@ -152,7 +167,11 @@ def test_requirements_bisection_is_tight(preset) -> None:  # type: ignore[no-unt
 
 def test_requirements_reports_unreachable_targets(preset) -> None:  # type: ignore[no-untyped-def]
     r = requirements(
-        preset, total_km=100.0, target="positive-key", segments=(2,), alphas=(0.05,),
+        preset,
+        total_km=100.0,
+        target="positive-key",
+        segments=(2,),
+        alphas=(0.05,),
         cutoffs=(None,),
     )
     assert not r.reachable

@@ -47,7 +47,9 @@ def _cutoff_attempts(text: str | None) -> int | None:
     except ValueError:
         raise ParameterError(f"cut-off must be a non-negative number, got {text!r}") from None
     if math.isnan(v) or v < 0 or (math.isfinite(v) and v != int(v)):
-        raise ParameterError(f"cut-off must be a non-negative whole number of attempts, got {text!r}")
+        raise ParameterError(
+            f"cut-off must be a non-negative whole number of attempts, got {text!r}"
+        )
     return None if math.isinf(v) else int(v)
 
 
@@ -200,9 +202,7 @@ def requirements_cmd(
     ] = "ustc2025",
     target: Annotated[
         str,
-        typer.Option(
-            "--target", help="f-above-half, positive-key, beat-plob or beat-direct."
-        ),
+        typer.Option("--target", help="f-above-half, positive-key, beat-plob or beat-direct."),
     ] = "f-above-half",
     scale: Annotated[
         str,

@@ -2,9 +2,10 @@
 
 A chain of ``N`` segments between two end nodes. Build it from abstract segments in attempt units
 (:meth:`Chain.abstract`, the literature's conventions) or from the calibrated elementary link of a
-preset (:meth:`Chain.from_preset`: each segment is an :class:`~qrepeater.link.heralding.ElementaryLink`
-of length ``L/N``, its memory the preset's), then evaluate it with the exact engine
-(:mod:`.exact`, nested doubling) or the Monte-Carlo engine (:mod:`.montecarlo`, any protocol).
+preset (:meth:`Chain.from_preset`: each segment is an
+:class:`~qrepeater.link.heralding.ElementaryLink` of length ``L/N``, its memory the preset's),
+then evaluate it with the exact engine (:mod:`.exact`, nested doubling) or the Monte-Carlo
+engine (:mod:`.montecarlo`, any protocol).
 
 Outputs (:class:`ChainResult`): the end-to-end pair rate ``1/E[T]`` (a new end-to-end pair is
 started after each delivery), waiting-time mean and quantiles, mean delivered correlators and
@@ -222,7 +223,9 @@ class Chain:
         n = _check_segments(segments)
         km = float(total_km)
         if not math.isfinite(km) or km < 0:
-            raise ParameterError(f"total length must be a non-negative number of km, got {total_km}")
+            raise ParameterError(
+                f"total length must be a non-negative number of km, got {total_km}"
+            )
         cut_s = _check_cutoff("cut-off", cutoff_s)
         rp = RepeaterParameters.from_preset(p)
         hw = p.hardware
@@ -230,7 +233,9 @@ class Chain:
             tau = float(coherence_time_s)
             if not math.isfinite(tau) or tau <= 0:
                 raise ParameterError(f"coherence time must be positive, got {coherence_time_s}")
-            hw = dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, coherence_time_s=tau))
+            hw = dataclasses.replace(
+                hw, memory=dataclasses.replace(hw.memory, coherence_time_s=tau)
+            )
         if zz_decay_per_s is not None:
             kappa = float(zz_decay_per_s)
             if not math.isfinite(kappa) or kappa < 0:
@@ -245,7 +250,7 @@ class Chain:
         if purify is not None and memories is None:
             mem = max(mem, 2)
         seg = segment_from_link(link, memories=mem)
-        cut = None if cut_s is None else int(math.floor(cut_s / seg.dt_s + 1e-9))
+        cut = None if cut_s is None else math.floor(cut_s / seg.dt_s + 1e-9)
         return cls(
             segments=(seg,) * n,
             protocol=protocol,
@@ -281,7 +286,7 @@ class Chain:
         if not self.delays:
             return 0
         km = segments_away * self.segments[0].fiber_km
-        return int(math.ceil(km / self.group_velocity_km_s / self.dt_s - 1e-12))
+        return math.ceil(km / self.group_velocity_km_s / self.dt_s - 1e-12)
 
     def nested_plan(self) -> NestedPlan:
         """The plan both engines run for a nested chain."""
@@ -347,7 +352,9 @@ class Chain:
         seed: int | np.random.Generator | np.random.SeedSequence | None = None,
     ) -> Deliveries:
         """``n`` simulated first deliveries (per-delivery time in attempts and correlators)."""
-        rough = self.nested_plan() if self.protocol == "nested" else self._asap_as_nested(rough=True)
+        rough = (
+            self.nested_plan() if self.protocol == "nested" else self._asap_as_nested(rough=True)
+        )
         success = rough.worst_join_success()
         if success < MIN_JOIN_SUCCESS:
             raise ParameterError(
@@ -433,7 +440,8 @@ def _weighted_quantiles(x: FloatArray, w: FloatArray, qs: tuple[float, ...]) -> 
     order = np.argsort(x)
     cw = np.cumsum(w[order])
     cw /= cw[-1]
-    return [float(x[order][min(np.searchsorted(cw, q), x.size - 1)]) for q in qs]
+    xs = x[order]
+    return [float(xs[min(int(np.searchsorted(cw, q)), x.size - 1)]) for q in qs]
 
 
 @dataclass(frozen=True)

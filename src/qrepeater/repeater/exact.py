@@ -81,7 +81,7 @@ class Distribution:
         """Waiting-time quantiles (smallest ``t`` with ``Pr(T <= t) >= q``) in attempts."""
         cdf = np.cumsum(self.pmf)
         q = np.asarray(qs, dtype=np.float64)
-        return np.searchsorted(cdf, q * cdf[-1]).astype(np.float64)
+        return np.asarray(np.searchsorted(cdf, q * cdf[-1]), dtype=np.float64)
 
     @property
     def mean_state(self) -> FloatArray:
@@ -135,7 +135,7 @@ def _shift(x: FloatArray, k: int) -> FloatArray:
 def _series_divide(nums: FloatArray, den: FloatArray) -> FloatArray:
     """Power series ``nums / (1 - den)`` truncated to ``M`` terms (rows of ``nums``)."""
     m = den.size
-    n = 1 << int(math.ceil(math.log2(2 * m)))
+    n = 1 << math.ceil(math.log2(2 * m))
     d = 1.0 - np.fft.rfft(den, n)
     out = np.fft.irfft(np.fft.rfft(nums, n, axis=-1) / d, n, axis=-1)[..., :m]
     return np.asarray(out)
@@ -238,9 +238,7 @@ def purified_elementary(
     if cutoff is not None and cutoff + 1 < m:
         surv = np.clip(1.0 - np.cumsum(p), 0.0, None)
         f = f + 2.0 * _shift(p, cutoff) * surv
-    g, gw = _finish(
-        s, sw, f, decay=segment.decay, delay=delay, swap_probability=1.0, noise=None
-    )
+    g, gw = _finish(s, sw, f, decay=segment.decay, delay=delay, swap_probability=1.0, noise=None)
     return Distribution(pmf=g, weighted=gw)
 
 
@@ -305,7 +303,6 @@ class NestedPlan:
                 joined = _with_cutoff(m, c)
             m = (joined + self.delays[k]) / self.swap_probability
         return m
-
 
     def worst_join_success(self) -> float:
         """Rough smallest per-try success probability of a join (cut-off and swap)."""
@@ -399,7 +396,7 @@ def solve(
             f"no end-to-end pair in any reasonable time: about {max(mean, worst):.3g} attempts "
             f"expected, beyond the {max_truncation:,}-attempt truncation limit"
         )
-    m = 1 << max(6, int(math.ceil(math.log2(8 * mean + 16))))
+    m = 1 << max(6, math.ceil(math.log2(8 * mean + 16)))
     while True:
         dist = nested_distribution(plan, m)
         if 1.0 - dist.coverage <= tol:

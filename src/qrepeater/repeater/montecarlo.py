@@ -186,7 +186,9 @@ class _Nested:
             fail_t = np.where(cut, np.minimum(left.t, right.t) + (c or 0), t + delay)
             wl = t - left.t
             wr = t - right.t
-            frozen = _ion(self.xy, self.z, left.age_r + wl) * _ion(self.xy, self.z, right.age_l + wr)
+            frozen = _ion(self.xy, self.z, left.age_r + wl) * _ion(
+                self.xy, self.z, right.age_l + wr
+            )
             f = left.f * right.f * frozen * self.noise
             out = _Batch(t + delay, f, left.age_l + wl + delay, right.age_r + wr + delay)
             return ok, t + delay, fail_t, out

@@ -144,9 +144,7 @@ def requirements(
             delays=True,
         )
 
-    def ok(
-        n: int, alpha: float, cut: float | None, tau: float
-    ) -> tuple[bool, ChainResult | None]:
+    def ok(n: int, alpha: float, cut: float | None, tau: float) -> tuple[bool, ChainResult | None]:
         nonlocal evaluations
         evaluations += 1
         try:

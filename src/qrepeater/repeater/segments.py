@@ -1,10 +1,10 @@
 """Segments of a repeater chain and the Pauli-correlator algebra of their pairs.
 
 State of a pair. Every pair is tracked by its three two-qubit correlators written in the frame of
-the target Bell state ``psi+``: ``f = (<XX>, <YY>, -<ZZ>)`` (``f = (1, 1, 1)`` for ``psi+``, ``(w, w,
-w)`` for a Werner state of parameter ``w``). The fidelity with ``psi+`` is ``(1 + fx + fy + fz)/4``,
-and everything the chain reports (fidelity, CHSH value, QBER, key fractions) depends on the
-correlators only, not on the local Bloch vectors.
+the target Bell state ``psi+``: ``f = (<XX>, <YY>, -<ZZ>)`` (``f = (1, 1, 1)`` for ``psi+``,
+``(w, w, w)`` for a Werner state of parameter ``w``). The fidelity with ``psi+`` is
+``(1 + fx + fy + fz)/4``, and everything the chain reports (fidelity, CHSH value, QBER, key
+fractions) depends on the correlators only, not on the local Bloch vectors.
 
 Swap. A Bell-state measurement with Pauli-frame correction maps the correlation matrices as
 ``T_AD = T_AB M T_CD`` (Zukowski et al., PRL 71, 4287 (1993); for diagonal ``T`` the corrected
@@ -170,8 +170,17 @@ class Segment:
         f0 = np.asarray(self.f0, dtype=np.float64)
         if f0.shape != (3,) or not np.all(np.isfinite(f0)) or np.any(np.abs(f0) > 1 + 1e-12):
             raise ParameterError("Segment.f0 must be three correlators in [-1, 1]")
-        lam = np.array([1 + f0[0] + f0[1] + f0[2], 1 + f0[0] - f0[1] - f0[2],
-                        1 - f0[0] + f0[1] - f0[2], 1 - f0[0] - f0[1] + f0[2]]) / 4
+        lam = (
+            np.array(
+                [
+                    1 + f0[0] + f0[1] + f0[2],
+                    1 + f0[0] - f0[1] - f0[2],
+                    1 - f0[0] + f0[1] - f0[2],
+                    1 - f0[0] - f0[1] + f0[2],
+                ]
+            )
+            / 4
+        )
         if np.any(lam < -1e-9):
             raise ParameterError(f"Segment.f0 {f0.tolist()} is not a physical Bell-diagonal state")
         g = np.asarray(self.decay, dtype=np.float64)
@@ -223,9 +232,9 @@ class Segment:
             rate = (2.0 if per_qubit else 1.0) / t
         return cls(p=p, f0=vec, decay=np.full(3, rate), memories=memories)
 
-    def ion_shrinks(self, model: MemoryModel) -> tuple[
-        Callable[[FloatArray], FloatArray], Callable[[FloatArray], FloatArray]
-    ]:
+    def ion_shrinks(
+        self, model: MemoryModel
+    ) -> tuple[Callable[[FloatArray], FloatArray], Callable[[FloatArray], FloatArray]]:
         """Per-qubit ``(xy, z)`` shrink functions of the storage time in attempts."""
         if model == "calibrated" and self.ion_xy is not None and self.ion_z is not None:
             return self.ion_xy, self.ion_z
