@@ -6,6 +6,7 @@ import dataclasses
 import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -375,3 +376,27 @@ def test_paper_operating_point(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert res.success
     assert np.array_equal(res.bob_key, x)
     assert res.efficiency < 1.122
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("mode", ["hint", "sample", "misjudged", "drift"])
+def test_frame_success_sweep(mode: str, config: ReconcileConfig) -> None:
+    """Every frame decodes, QBER 1-10%: given, sampled, misjudged (0.6 Q) or drifting
+    (0.5 Q to 1.5 Q across the key). The 1,000-frame version is benchmarks/bench_reconcile.py
+    (section robustness); this one runs 12 frames of 16,000 bits per QBER."""
+    n, frames = 16_000, 12
+    for q in (0.01, 0.03, 0.05, 0.07, 0.1):
+        for t in range(frames):
+            rng = np.random.default_rng([31, t, round(q * 1000)])
+            x = rng.integers(0, 2, n, dtype=np.uint8)
+            rate = np.linspace(0.5 * q, 1.5 * q, n) if mode == "drift" else q
+            y = x ^ (rng.random(n) < rate).astype(np.uint8)
+            kwargs: dict[str, Any] = {"qber": 0.6 * q if mode == "misjudged" else q}
+            if mode == "sample":
+                s = sample_qber(x, y, rng=rng)
+                x, y = x[s.keep], y[s.keep]
+                kwargs = {"qber": s.estimate, "qber_sample_bits": s.bits}
+            res = reconcile(x, y, channel=PublicChannel(), seed=t, config=config, **kwargs)
+            assert res.success, (mode, q, t)
+            assert np.array_equal(res.bob_key, x)

@@ -163,13 +163,13 @@ class ReconcileConfig:
 
     block_length: int = 120_000
     min_block_length: int = 15_000
-    target_efficiency: float = 1.05
+    target_efficiency: float = 1.065
     puncture_range: float = 0.06
-    reveal_step: float = 0.02
+    reveal_step: float = 0.015
     reveal_growth: float = 1.2
     max_reveals: int = 1000
-    bp_max_iter: int = 60
-    patience: int = 10
+    bp_max_iter: int = 80
+    patience: int = 12
     workers: int = 1
     seed_bits: int = 64
     check_bits: int = 16
