@@ -189,3 +189,16 @@ def test_monte_carlo_records_are_reproducible(preset) -> None:  # type: ignore[n
     b = c.monte_carlo(n=500, seed=np.random.SeedSequence(3))
     np.testing.assert_array_equal(a.time, b.time)
     np.testing.assert_array_equal(a.f, b.f)
+
+
+def test_preset_repeater_table_is_strict_and_round_trips(preset) -> None:  # type: ignore[no-untyped-def]
+    from qrepeater.errors import PresetError
+    from qrepeater.presets import parse_preset
+
+    q = preset.quantities["repeater.swap_gate_fidelity"]
+    assert q.kind == "assumed"
+    assert q.unit == "1"
+    assert parse_preset(preset.to_toml()).quantities["repeater.memories"].value == 1.0
+    bad = preset.to_toml().replace("swap_probability = ", "swap_probabilty = ")
+    with pytest.raises(PresetError, match="swap_probability"):
+        parse_preset(bad)

@@ -90,6 +90,10 @@ SECTIONS: dict[str, type[Any]] = {
     "memory": Memory,
     "operating": OperatingPoint,
 }
+#: optional sections of plain quantities read by higher layers (which validate the values)
+OPTIONAL_SECTIONS: dict[str, tuple[str, ...]] = {
+    "repeater": ("swap_probability", "swap_gate_fidelity", "memories"),
+}
 _HARDWARE_SECTIONS = (
     "source",
     "conversion",
@@ -210,6 +214,15 @@ class Preset:
                     items.append(("fitted_to", q.fitted_to))
                 items.append(("source", q.source))
                 lines.append(f"{f.name} = {_inline(items)}")
+        for section, names in OPTIONAL_SECTIONS.items():
+            present = [n for n in names if f"{section}.{n}" in self.quantities]
+            if present:
+                lines += ["", f"[{section}]"]
+            for name in present:
+                q = self.quantities[f"{section}.{name}"]
+                items = [("value", q.value), ("unit", q.unit), ("kind", q.kind)]
+                items.append(("source", q.source))
+                lines.append(f"{name} = {_inline(items)}")
         for title, table in (("targets", self.targets), ("data", self.data)):
             lines += ["", f"[{title}]"]
             for name, t in table.items():
@@ -336,7 +349,7 @@ def parse_preset(text: str, *, path: str | None = None) -> Preset:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PresetError(f"invalid TOML{where}: {exc}") from None
-    allowed = {"meta", "targets", "data", *SECTIONS}
+    allowed = {"meta", "targets", "data", *SECTIONS, *OPTIONAL_SECTIONS}
     for top in doc:
         if top not in allowed:
             raise PresetError(f"unknown section [{top}]{where}{_suggest(top, allowed)}")
@@ -356,6 +369,16 @@ def parse_preset(text: str, *, path: str | None = None) -> Preset:
             if name not in table:
                 raise PresetError(f"missing key '{section}.{name}'{where}")
             quantities[f"{section}.{name}"] = _parse_quantity(f"{section}.{name}", table[name])
+    for section, optional in OPTIONAL_SECTIONS.items():
+        table = doc.get(section, {})
+        if not isinstance(table, dict):
+            raise PresetError(f"[{section}] must be a table{where}")
+        for key in table:
+            if key not in optional:
+                raise PresetError(
+                    f"unknown key '{section}.{key}'{where}{_suggest(key, list(optional))}"
+                )
+            quantities[f"{section}.{key}"] = _parse_quantity(f"{section}.{key}", table[key])
     targets = _parse_targets("targets", doc.get("targets", {}), _TARGET_KEYS)
     data = _parse_targets("data", doc.get("data", {}), _DATA_KEYS)
     for key, q in quantities.items():
