@@ -861,6 +861,9 @@ def create_app(manager: KeyManager) -> web.Application:
         except (KeyStoreError, TransportError, AuthenticationError) as exc:
             log.warning("request failed: %s", exc)
             return web.json_response({"message": "key store or peer unavailable"}, status=503)
+        except Exception:  # the standard's answer for a server-side error is 503, never 500
+            log.exception("request failed")
+            return web.json_response({"message": "internal error of the KME"}, status=503)
 
     app = web.Application(middlewares=[errors], client_max_size=_MAX_BODY)
     base = "/api/v1/keys/{sae}"
