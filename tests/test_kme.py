@@ -692,3 +692,28 @@ def test_link_positions_never_reused_after_restart(tmp_path: Path) -> None:
     assert again.recv_next == 0  # receive positions are recorded lazily (see kme_peer)
     with pytest.raises(AuthenticationError, match="already used"):
         pos.consume_recv(3)  # below the receive position: a replay
+
+
+def test_async_client(pair: InProcessPair) -> None:
+    import asyncio
+
+    from qrepeater.service.client import AsyncClient
+
+    async def main() -> None:
+        certs = pair.files.certs
+        async with (
+            AsyncClient(pair.url("b"), **certs.client_kwargs("sae-b1")) as master,
+            AsyncClient(pair.url("a"), **certs.client_kwargs("sae-a1")) as slave,
+        ):
+            st = await master.status("sae-a1")
+            assert (st.source_KME_ID, st.master_SAE_ID) == ("kme-b", "sae-b1")
+            batches = await asyncio.gather(*(master.enc_keys("sae-a1", number=2) for _ in range(4)))
+            ids = [k.key_id for b in batches for k in b]
+            assert len(set(ids)) == 8
+            got = await slave.dec_keys("sae-b1", ids)
+            assert [g.key for g in got] == [k.key for b in batches for k in b]
+            with pytest.raises(KMERequestError) as err:
+                await slave.dec_keys("sae-b1", ids[:1])
+            assert err.value.status == 400
+
+    asyncio.run(main())
