@@ -82,7 +82,8 @@ def test_leak_is_what_the_channel_counted(config: ReconcileConfig) -> None:
     checks = sum(m.bits for m in ec if m.kind == "ec.check")
     assert feedback == attempts  # one bit per frame and attempt
     assert reveals == res.revealed_bits == fp.revealed_after(attempts - 1)
-    assert checks == res.check_bits == config.check_bits * fp.frames
+    assert checks == res.check_bits == fp.check_bits * fp.frames
+    assert 8 <= fp.check_bits <= config.check_bits
     syndrome = sum(m.bits for m in ec if m.kind == "ec.syndrome")
     # one syndrome bit less per punctured symbol
     assert syndrome < round((1 - fp.rate) * fp.block_length)

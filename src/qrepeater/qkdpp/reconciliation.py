@@ -150,7 +150,9 @@ class ReconcileConfig:
     * ``workers``: threads that decode frames in parallel (the compiled decoder releases the
       GIL; no processes are forked).
     * ``seed_bits``: length of the public seed Alice sends (shortened symbols, reveal order);
-      ``check_bits``: per-frame parity check (0 disables it).
+      ``check_bits``: per-frame parity check (0 disables it); frames whose estimated
+      information ``L h(Q)`` is below 1 600 bits use fewer, down to 8, so the check costs at
+      most 1% of the leak (:attr:`FramePlan.check_bits`).
     * ``qber_confidence``: confidence of the upper bound on a sampled QBER estimate.
     * ``decoder``: ``"layered"`` (compiled kernel) or ``"ldpc"`` (the ``ldpc`` package's
       flooding product-sum decoder, kept as a reference; it restarts every round).
@@ -249,6 +251,7 @@ class FramePlan:
     max_reveals: int
     growth: float = 1.0
     qber_upper: float | None = None
+    check_bits: int = 0
 
     @property
     def frames(self) -> int:
@@ -447,6 +450,7 @@ def plan(
         )
     _, r0, n, key_bits, p = best
     reveal = max(1, math.ceil(step * key_bits[0] * h))
+    checks = min(config.check_bits, max(8, math.ceil(0.01 * key_bits[-1] * h)))
     return FramePlan(
         qber=float(qber),
         rate=r0,
@@ -457,6 +461,7 @@ def plan(
         max_reveals=config.max_reveals,
         growth=config.reveal_growth,
         qber_upper=None if qber_upper is None else float(qber_upper),
+        check_bits=checks,
     )
 
 
@@ -606,7 +611,7 @@ class AliceReconciler:
             syn = code.syndrome(xt)
             parts.append(syn[lay.sent_rows])
             checks.append(
-                frame_check(chunk, public_seed=public_seed, frame=i, n_bits=self.config.check_bits)
+                frame_check(chunk, public_seed=public_seed, frame=i, n_bits=fp.check_bits)
             )
             self._frames.append(xt)
             self._layouts.append(lay)
@@ -614,7 +619,7 @@ class AliceReconciler:
             start += size
         payload, nbits = pack_bits(np.concatenate(parts))
         self._channel.send("alice", KIND_SYNDROME, payload, bits=nbits)
-        if self.config.check_bits:
+        if fp.check_bits:
             payload, nbits = pack_bits(np.concatenate(checks))
             self._channel.send("alice", KIND_CHECK, payload, bits=nbits)
         self.pending = list(range(fp.frames))
@@ -628,7 +633,7 @@ class AliceReconciler:
         values: list[U8] = []
         for f in still:
             lay = self._layouts[f]
-            if not lay.can_reveal(self.plan, self._done[f], self.config.check_bits):
+            if not lay.can_reveal(self.plan, self._done[f], self.plan.check_bits):
                 self.failed.append(f)
                 continue
             values.append(self._frames[f][lay.reveal_block(self.plan, self._done[f])])
@@ -703,7 +708,7 @@ class BobReconciler:
         layouts = [_Layout(code, fp, i, public_seed) for i in range(fp.frames)]
         total = sum(len(lay.sent_rows) for lay in layouts)
         syn_all = unpack_bits(self._channel.receive("bob", KIND_SYNDROME), total)
-        cb = self.config.check_bits
+        cb = self.plan.check_bits
         if cb:
             self._checks = unpack_bits(
                 self._channel.receive("bob", KIND_CHECK), cb * fp.frames
@@ -775,7 +780,7 @@ class BobReconciler:
         t0 = time.perf_counter()
         converged = self._decode_all(self.pending)
         ok: list[bool] = []
-        cb = self.config.check_bits
+        cb = self.plan.check_bits
         for f, conv in zip(self.pending, converged, strict=True):
             fr = self._frames[f]
             self.attempts += 1
@@ -802,7 +807,7 @@ class BobReconciler:
     def receive_reveals(self) -> bool:
         """After a failed round: take Alice's reveals (if any). True if decoding continues."""
         retry = []
-        cb = self.config.check_bits
+        cb = self.plan.check_bits
         for f in self._still:
             if self._frames[f].lay.can_reveal(self.plan, self._frames[f].done, cb):
                 retry.append(f)
