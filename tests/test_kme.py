@@ -717,3 +717,32 @@ def test_async_client(pair: InProcessPair) -> None:
             assert err.value.status == 400
 
     asyncio.run(main())
+
+
+def test_cli_serve_bad_input_is_one_line(pair: InProcessPair, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from qrepeater.cli import app
+
+    files = pair.files
+    cert, key = files.certs.pair("kme-a")
+    base = ["kme", "serve", "--store", str(tmp_path / "s.db"), "--cert", str(cert),
+            "--key", str(key), "--ca", str(files.certs.ca), "--listen", "127.0.0.1:0"]  # fmt: skip
+    loose = tmp_path / "loose.auth"
+    loose.write_bytes(files.auth.read_bytes())
+    loose.chmod(0o644)
+    busy = f"127.0.0.1:{pair.port('a')}"
+    cases = [
+        (["--auth-key", str(files.auth)], "exactly one"),
+        (["--auth-key", str(files.auth), "--peer-listen", "x", "--peer-connect", "y"], "one of"),
+        (["--auth-key", str(tmp_path / "none"), "--peer-listen", "127.0.0.1:0"], "no such file"),
+        (["--auth-key", str(loose), "--peer-listen", "127.0.0.1:0"], "readable by others"),
+        (["--auth-key", str(files.auth), "--peer-listen", "nowhere"], "HOST:PORT"),
+        (["--auth-key", str(files.auth), "--peer-listen", busy], "address"),
+    ]
+    for extra, needle in cases:
+        res = CliRunner().invoke(app, [*base, *extra])
+        assert res.exit_code == 2, (extra, res.output)
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1, res.stderr
+        assert needle in lines[0], lines[0]
