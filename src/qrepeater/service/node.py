@@ -98,7 +98,7 @@ class NodeConfig:
     auth key's path with ``.pos`` appended; ``timeout_s`` bounds every read of a frame;
     ``retry_for_s``: how long Bob keeps reconnecting (and Alice waits for a connection once
     her store has nothing unresolved) before giving up; ``seed`` (tests only) makes the public
-    random choices reproducible.
+    random choices reproducible; ``warm_up``: load the decoder before the first block.
     """
 
     party: Party
@@ -114,6 +114,7 @@ class NodeConfig:
     timeout_s: float = 120.0
     retry_for_s: float = 600.0
     unit_bits: int = 256
+    warm_up: bool = True
 
     def __post_init__(self) -> None:
         if self.party not in ("alice", "bob"):
@@ -602,9 +603,44 @@ class Node:
                 gone.append(b.block)
         self._note(committed=[], discarded=gone)
 
+    def warm_up(self) -> float:
+        """Reconcile a small random key locally once (nothing secret, no message leaves the
+        process), so that imports, compiled decoders and cached codes are loaded before the
+        first block, not during it. Returns the seconds spent."""
+        from qrepeater.qkdpp.channel import PublicChannel
+        from qrepeater.qkdpp.reconciliation import reconcile
+
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 2, 20_000, dtype=np.uint8)
+        y = x ^ (rng.random(x.size) < 0.03).astype(np.uint8)
+        with contextlib.suppress(QRepeaterError):
+            reconcile(x, y, qber=0.03, channel=PublicChannel(), config=self.cfg.distill.reconcile)
+        # the finite-key bound and privacy amplification load scipy's optimiser and FFT
+        from qrepeater.diqkd.keyrate import finite_key
+        from qrepeater.qkdpp.amplify import toeplitz_hash
+
+        cfg = self.cfg.distill
+        with contextlib.suppress(QRepeaterError, ValueError):
+            finite_key(
+                method=cfg.method,
+                rounds=100_000,
+                key_rounds=25_000,
+                test_rounds=50_000,
+                chsh=2.6,
+                qber=0.03,
+                eps=cfg.eps / 2,
+                leak_ec_bits=5_000.0,
+                setting_probabilities=cfg.agreed_settings().probabilities(),
+            )
+        toeplitz_hash(x, rng.integers(0, 2, x.size + 999, dtype=np.uint8), n_out=1_000)
+        return time.perf_counter() - t0
+
     async def run(self) -> NodeSummary:
         """Serve or connect until every block is resolved; returns the summary."""
         self.resolve_alone()
+        if self.cfg.warm_up:
+            log.info("warmed up in %.2f s", await asyncio.to_thread(self.warm_up))
         if self.cfg.party == "alice":
             await self._serve()
             if self._fatal is not None:
