@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,10 +329,3 @@ def wait_until(pred: Any, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return bool(pred())
-
-
-def iter_sleep(total: float, step: float = 0.05) -> Iterator[None]:
-    end = time.monotonic() + total
-    while time.monotonic() < end:
-        yield
-        time.sleep(step)

@@ -140,7 +140,12 @@ def test_status_fields(pair: InProcessPair) -> None:
         "max_key_size": 256,
         "min_key_size": 8,
         "max_SAE_ID_count": 0,
+        "status_extension": {
+            "peer_link_up": True,
+            "peer_link_frames_left": body["status_extension"]["peer_link_frames_left"],
+        },
     }
+    assert 0 < body["status_extension"]["peer_link_frames_left"] < (1 << 20) // 16
     assert body["stored_key_count"] == len(
         [v for v in store_view(pair.files.store_a).values() if v[0] == "available"]
     )

@@ -332,6 +332,10 @@ class KeyManager:
             "max_key_size": self.max_key_size,
             "min_key_size": self.config.min_key_size,
             "max_SAE_ID_count": 0,
+            "status_extension": {
+                "peer_link_up": bool(link and link.connected.is_set()),
+                "peer_link_frames_left": link.frames_left if link else 0,
+            },
         }
 
     # ---- Get key (master) ------------------------------------------------------------------------

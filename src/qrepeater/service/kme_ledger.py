@@ -19,7 +19,6 @@ mode 0600, every change one transaction. The ordering of ledger and store writes
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -306,18 +305,3 @@ class Ledger:
                 )
             ]
             return [rec for rid in rids if (rec := self._load(self._db, rid)) is not None]
-
-    def summary(self) -> dict[str, int]:
-        """Request counts by role and status (diagnostics)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT role, status, COUNT(*) FROM requests GROUP BY role, status"
-            ).fetchall()
-        return {f"{r[0]}_{r[1]}": int(r[2]) for r in rows}
-
-    def dump(self) -> str:
-        """All requests as JSON lines (diagnostics, tests)."""
-        with self._lock:
-            rids = [r[0] for r in self._db.execute("SELECT rid FROM requests ORDER BY created")]
-            recs = [self._load(self._db, rid) for rid in rids]
-        return "\n".join(json.dumps(r.__dict__) for r in recs if r is not None)
