@@ -761,6 +761,8 @@ class KeyManager:
                 except (TransportError, AuthenticationError, KMEError, KeyStoreError) as exc:
                     log.info("request %s still pending: %s", rid, exc)
                     break
+                except Exception:  # keep finishing the others; this one is retried later
+                    log.exception("request %s could not be finished", rid)
 
 
 # ---- HTTP ----------------------------------------------------------------------------------------
