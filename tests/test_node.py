@@ -99,7 +99,9 @@ class Site:
         self.store = tmp / f"{party}-keys.db"
         self.log = tmp / f"{party}.log"
 
-    def args(self, *, block_rounds: int, seed: int, address: str, extra: list[str]) -> list[str]:
+    def args(
+        self, *, block_rounds: int, seed: int, address: str, extra: list[str], warm: bool = False
+    ) -> list[str]:
         where = ["--listen", address] if self.party == "alice" else ["--connect", address]
         return [
             "node",
@@ -117,6 +119,7 @@ class Site:
             str(seed),
             "--json",
             "--verbose",
+            *([] if warm else ["--no-warm-up"]),
             *extra,
         ]
 
@@ -138,6 +141,7 @@ def _run_pair(
     proxy: str | None = None,
     extra: list[str] | None = None,
     timeout: float = 300.0,
+    warm: bool = False,
 ) -> tuple[dict[str, object], dict[str, object]]:
     extra = extra or []
     port_file = procs.tmp / "alice.port"
@@ -147,6 +151,7 @@ def _run_pair(
             seed=seed,
             address="127.0.0.1:0",
             extra=[*extra, "--port-file", str(port_file)],
+            warm=warm,
         ),
         alice.log,
     )
@@ -158,7 +163,8 @@ def _run_pair(
         )
         target = f"127.0.0.1:{_wait_file(procs.tmp / 'proxy.port', pp)}"
     pb = procs.start(
-        bob.args(block_rounds=block_rounds, seed=seed, address=target, extra=extra), bob.log
+        bob.args(block_rounds=block_rounds, seed=seed, address=target, extra=extra, warm=warm),
+        bob.log,
     )
     out_b, _ = pb.communicate(timeout=timeout)
     out_a, _ = pa.communicate(timeout=60)
@@ -277,7 +283,7 @@ _PROXY = textwrap.dedent(
 @pytest.fixture(scope="module")
 def short_run(preset: Preset) -> DIQKDRun:
     p = preset.replace(GOOD)
-    return simulate_from_preset(p, n_rounds=30_000, seed=4, fiber_km=10.0, alpha=0.01)
+    return simulate_from_preset(p, n_rounds=35_000, seed=4, fiber_km=10.0, alpha=0.01)
 
 
 @pytest.mark.timeout(180)
@@ -285,7 +291,9 @@ def test_faulty_frames_abort_the_block_on_both_sides(
     procs: Procs, tmp_path: Path, short_run: DIQKDRun
 ) -> None:
     """Flip, replay, reorder, drop, truncate, oversize one frame per session: that block is
-    aborted on both sides, for the link failure, and the next session goes on."""
+    aborted on both sides, for the link failure, and the next session goes on; the last,
+    untouched block gets through the link to the protocol's own decision (too short for a
+    key: ``no_key``) on both sides."""
     alice, bob = _setup(tmp_path, short_run)
     # session 0: flip Alice's sync frame (frame 0 is her hello); 1: replay Bob's sync; 2: hold
     # Alice's sync back behind her settings; 3: drop Bob's sync; 4: truncate; 5: oversize.
@@ -296,7 +304,7 @@ def test_faulty_frames_abort_the_block_on_both_sides(
     blocks_a, keys_a = _store_rows(alice.store)
     blocks_b, keys_b = _store_rows(bob.store)
     assert blocks_a == blocks_b
-    assert [b[2] for b in blocks_a] == ["aborted"] * 6
+    assert [b[2] for b in blocks_a] == ["aborted"] * 7
     assert keys_a == keys_b == []
     reasons = {}
     for rep in (rep_a, rep_b):
@@ -306,30 +314,16 @@ def test_faulty_frames_abort_the_block_on_both_sides(
     for blk in range(6):  # faulted: the link failed, not the protocol
         assert reasons[blk] <= link | {"protocol", "channel"}, (blk, reasons[blk])
         assert "no_key" not in reasons[blk]
+    assert reasons[6] == {"no_key"}
+    for rep in (rep_a, rep_b):
+        assert rep["done"] is True
+        assert all(b["auth_bits"] > 0 for b in rep["blocks"])  # type: ignore[union-attr]
+    pos = json.loads((tmp_path / "alice.auth.pos").read_text())
+    assert pos["send_next"] > 0  # durable, and only moves forward
+    assert pos["recv_next"] > 0
     # every frame consumed pads; none was used twice
     _assert_no_pad_reuse(alice, bob)
     _assert_private(alice.store, bob.store, alice.auth, bob.auth)
-    assert rep_a["auth_bits"] == rep_b["auth_bits"] or rep_a["auth_bits"] > 0
-
-
-@pytest.mark.timeout(120)
-def test_clean_short_blocks_reach_the_protocol_decision(
-    procs: Procs, tmp_path: Path, short_run: DIQKDRun
-) -> None:
-    """Without faults the same blocks get through the link to the protocol's own abort."""
-    alice, bob = _setup(tmp_path, short_run)
-    rep_a, rep_b = _run_pair(procs, alice, bob, block_rounds=10_000, seed=1)
-    assert rep_a["done"] is True
-    assert rep_b["done"] is True
-    for rep in (rep_a, rep_b):
-        assert [b["abort_reason"] for b in rep["blocks"]] == ["no_key"] * 3  # type: ignore
-        assert all(b["auth_bits"] > 0 for b in rep["blocks"])  # type: ignore[union-attr]
-    assert _store_rows(alice.store) == _store_rows(bob.store)
-    _assert_no_pad_reuse(alice, bob)
-    # the pool position is durable and only moves forward
-    pos = json.loads((tmp_path / "alice.auth.pos").read_text())
-    assert pos["send_next"] > 0
-    assert pos["recv_next"] > 0
 
 
 @pytest.mark.timeout(120)
@@ -343,7 +337,7 @@ def test_node_refuses_a_block_its_pool_cannot_authenticate(
             block_rounds=10_000,
             seed=1,
             address="127.0.0.1:0",
-            extra=["--port-file", str(port_file), "--retry-for", "5"],
+            extra=["--port-file", str(port_file), "--retry-for", "60"],
         ),
         alice.log,
     )
@@ -366,13 +360,14 @@ def test_node_refuses_a_block_its_pool_cannot_authenticate(
 
 
 def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "qrepeater", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    from typer.testing import CliRunner, Result
+
+    from qrepeater.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(app, list(args))
 
     r = run(
         "auth-key",
@@ -385,7 +380,7 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
         str(tmp_path / "b"),
         "--json",
     )
-    assert r.returncode == 0
+    assert r.exit_code == 0
     assert json.loads(r.stdout)["bits"] == 65536
     _assert_private(tmp_path / "a", tmp_path / "b")
     again = run(
@@ -398,11 +393,11 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
         "--peer-out",
         str(tmp_path / "c"),
     )
-    assert again.returncode == 2
+    assert again.exit_code == 2
     assert len(again.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
     bad = run("node", "carol", "--records", "x", "--auth-key", "y", "--store", "z")
-    assert bad.returncode == 2
+    assert bad.exit_code == 2
     assert len(bad.stderr.strip().splitlines()) == 1
     missing = run(
         "node",
@@ -416,7 +411,7 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
         "--listen",
         "127.0.0.1:0",
     )
-    assert missing.returncode == 2
+    assert missing.exit_code == 2
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
@@ -466,7 +461,7 @@ def _assert_no_key_in(text: str, keys: dict[str, bytes]) -> None:
 def test_two_nodes_store_the_in_process_keys(procs: Procs, tmp_path: Path, preset: Preset) -> None:
     key_run = _key_run(preset, 200_000)
     alice, bob = _setup(tmp_path, key_run)
-    rep_a, rep_b = _run_pair(procs, alice, bob, block_rounds=100_000, seed=21)
+    rep_a, rep_b = _run_pair(procs, alice, bob, block_rounds=100_000, seed=21, warm=True)
     expected = _expected_keys(key_run, block_rounds=100_000, seed=21)
     assert expected, "the in-process driver found no key: test data too weak"
     for site in (alice, bob):

@@ -79,6 +79,10 @@ def node(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Log every frame's sequence number.")
     ] = False,
+    warm_up: Annotated[
+        bool,
+        typer.Option("--warm-up/--no-warm-up", help="Load the decoder before the first block."),
+    ] = True,
 ) -> None:
     """Run one party's node until every block of its record is committed or aborted.
 
@@ -103,6 +107,7 @@ def node(
         seed=seed,
         json_out=json_out,
         verbose=verbose,
+        warm_up=warm_up,
     )
     if code:
         raise typer.Exit(code)
@@ -137,6 +142,7 @@ def _run_node(**kw: Any) -> int:
         seed=kw["seed"],
         timeout_s=kw["timeout"],
         retry_for_s=kw["retry_for"],
+        warm_up=kw["warm_up"],
     )
     port_file: Path | None = kw["port_file"]
 

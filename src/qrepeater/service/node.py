@@ -548,6 +548,7 @@ class Node:
                     pass
                 self._last_activity = time.monotonic()
 
+        self._last_activity = time.monotonic()
         server = await asyncio.start_server(handle, host, port, limit=1 << 20)
         bound = server.sockets[0].getsockname()[1]
         self.summary.listen_port = int(bound)
