@@ -527,3 +527,21 @@ def test_a_point_outside_the_model_is_recorded_not_fatal(
     by_alpha = {r.params["alpha"]: r.values for r in table}
     assert by_alpha[0.17] == {"error": "no heralds in any reasonable time"}
     assert isinstance(by_alpha[0.025]["rate_hz"], float)
+
+
+def test_two_sweeps_never_append_to_one_store(tmp_path: Path) -> None:
+    from qrepeater.sweep._store import StoreWriter
+
+    store = tmp_path / "r.csv"
+    collect(parse_spec(LINK_SPEC).tasks, store=store, executor="serial")
+    before = store.read_bytes()
+    holder = StoreWriter(store, create=False)  # another sweep holds the store
+    try:
+        with pytest.raises(StoreError, match="another sweep"):
+            list(sweep(parse_spec(MC_SPEC).tasks, store=store, executor="serial"))
+    finally:
+        holder.close()
+    assert store.read_bytes() == before
+    assert (
+        list(sweep(parse_spec(MC_SPEC).tasks, store=store, executor="serial"))[-1].pieces_done == 6
+    )

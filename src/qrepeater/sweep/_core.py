@@ -21,7 +21,7 @@ from qrepeater.sweep._executors import Executor, make_executor
 from qrepeater.sweep._models import run_batch, stop_target
 from qrepeater.sweep._results import ResultTable, read_results, select_pieces
 from qrepeater.sweep._stats import TaskStats
-from qrepeater.sweep._store import StoreContents, StoreWriter, read_store, task_signature
+from qrepeater.sweep._store import StoreContents, StoreWriter, task_signature
 from qrepeater.sweep._task import Task, package_version
 
 
@@ -91,9 +91,16 @@ def sweep(
     t_start = time.perf_counter()
     path = Path(store)
     todo: list[Task] = list({t.strong_id: t for t in tasks}.values())
-    contents = read_store(path) if path.exists() else None
-    if contents is not None:
-        _check_store(contents, todo, path)
+    # an existing store is locked before it is read, and checked before anything is written
+    writer = StoreWriter(path, create=False) if path.exists() else None
+    contents = writer.contents if writer is not None else None
+    try:
+        if contents is not None:
+            _check_store(contents, todo, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        raise
     stored: list[dict[int, TaskStats]] = [{} for _ in todo]
     index = {t.strong_id: i for i, t in enumerate(todo)}
     for sp in contents.pieces if contents else ():
@@ -133,13 +140,17 @@ def sweep(
 
     owned = not (executor is not None and not isinstance(executor, str))
     ex: Executor | None = None if owned else executor  # type: ignore[assignment]
-    if ex is None and not all(done):
-        # before the store is touched: an unreachable scheduler leaves no trace
-        ex = make_executor(executor if isinstance(executor, str) else None, workers=workers)
     aborted = False
     try:
-        writer = StoreWriter(path, contents)
+        if ex is None and not all(done):
+            # before the store is touched: an unreachable scheduler leaves no trace
+            ex = make_executor(executor if isinstance(executor, str) else None, workers=workers)
+        if writer is None:
+            writer = StoreWriter(path, create=True)
+        writer.start()
     except BaseException:
+        if writer is not None:
+            writer.close()
         if owned and ex is not None:
             ex.abort()
         raise

@@ -185,28 +185,36 @@ def read_store(path: str | os.PathLike[str]) -> StoreContents:
 class StoreWriter:
     """Appends lines to a store: one ``write`` + ``flush`` + ``fsync`` per piece.
 
-    Opening cuts a torn last line off (its piece will be recomputed), creates the file with
-    its header if needed, and takes an exclusive advisory lock (POSIX ``flock``) so that two
-    sweeps never append to the same store at once.
+    Opening takes an exclusive advisory lock (POSIX ``flock``), so that two sweeps never append
+    to the same store at once, and only then reads the store (:attr:`contents`): nothing can
+    change it between reading and appending. ``create=False`` opens an existing store without
+    creating one. Nothing is written before :meth:`start`, which cuts a torn last line off (its
+    piece will be recomputed) or writes the header of a new store.
     """
 
-    def __init__(self, path: str | os.PathLike[str], contents: StoreContents | None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        fd = os.open(self.path, flags, 0o644)
         self._fh: IO[bytes] = os.fdopen(fd, "r+b", buffering=0)
         try:
             self._lock()
-            if contents is None or contents.valid_bytes == 0:
-                self._fh.truncate(0)
-                self._write(HEADER.encode())
-            else:
-                self._fh.truncate(contents.valid_bytes)
-                os.fsync(self._fh.fileno())
-            self._fh.seek(0, os.SEEK_END)
+            self.contents = read_store(self.path)
         except BaseException:
             self._fh.close()
             raise
+
+    def start(self) -> None:
+        """Make the file ready for appending (header, or a torn tail cut off)."""
+        if self.contents.valid_bytes == 0:
+            self._fh.truncate(0)
+            self._write(HEADER.encode())
+        elif self.contents.torn_tail:
+            self._fh.truncate(self.contents.valid_bytes)
+            os.fsync(self._fh.fileno())
+        self._fh.seek(0, os.SEEK_END)
 
     def _lock(self) -> None:
         try:
