@@ -545,3 +545,25 @@ def test_two_sweeps_never_append_to_one_store(tmp_path: Path) -> None:
     assert (
         list(sweep(parse_spec(MC_SPEC).tasks, store=store, executor="serial"))[-1].pieces_done == 6
     )
+
+
+@pytest.mark.timeout(120)
+def test_early_stop_gives_the_same_result_on_any_executor(tmp_path: Path) -> None:
+    spec = parse_spec(
+        'model = "link"\n[axes]\nalpha = [0.05, 0.17]\n'
+        "[budget]\nmax_samples = 200_000\npiece_samples = 10_000\nrel_error = 0.004\n"
+    )
+    a = collect(spec.tasks, store=tmp_path / "a.csv", executor="serial")
+    b = collect(spec.tasks, store=tmp_path / "b.csv", executor="processes:2")
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.complete
+        assert 1 < ra.pieces < ra.max_pieces  # stopped early, after more than one piece
+        assert (ra.strong_id, ra.pieces, ra.samples) == (rb.strong_id, rb.pieces, rb.samples)
+        assert ra.values == rb.values
+        assert ra.errors == rb.errors
+        se, mean = ra.errors["wait_s"], ra.values["wait_s"]
+        assert isinstance(se, float)
+        assert isinstance(mean, float)
+        assert se <= 0.004 * mean
+    # the serial run stores exactly the pieces that count; parallel runs may store a few more
+    assert len(read_store(tmp_path / "a.csv").pieces) == sum(r.pieces for r in a)
