@@ -362,8 +362,8 @@ def _keyrate_evaluate(preset: Preset, p: Params) -> dict[str, Scalar]:
 
 
 def _serial(config: Any) -> Any:
-    """``config`` with any internal worker-process count set to 1 (the sweep owns the
-    parallelism; daemonic Dask workers may not fork pools)."""
+    """``config`` with its internal parallelism (reconciliation ``workers``) set to 1: the sweep
+    owns the parallelism, one piece per core, and daemonic Dask workers may not fork pools."""
     names = {f.name for f in dataclasses.fields(config)}
     if "workers" in names and config.workers != 1:
         return dataclasses.replace(config, workers=1)
@@ -378,13 +378,26 @@ def _int_seed(ss: np.random.SeedSequence) -> int:
     return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
+def _distill_config(p: Params) -> Any:
+    from qrepeater.diqkd.pipeline import DistillConfig
+
+    return _serial(DistillConfig(method=cast(Any, p["method"]), eps=float(p["eps"])))
+
+
+def _diqkd_check(preset: Preset, p: Params) -> None:
+    try:
+        _distill_config(p)
+    except QRepeaterError as exc:
+        raise SpecError(str(exc)) from None
+
+
 def _diqkd_sample(
     preset: Preset, p: Params, n: int, seed: np.random.SeedSequence
 ) -> dict[str, Moments]:
-    from qrepeater.diqkd.pipeline import DistillConfig, distill
+    from qrepeater.diqkd.pipeline import distill
     from qrepeater.diqkd.rounds import simulate_from_preset
 
-    config = _serial(DistillConfig(method=cast(Any, p["method"]), eps=float(p["eps"])))
+    config = _distill_config(p)
     rows: dict[str, list[float]] = {
         k: []
         for k in (
@@ -632,12 +645,13 @@ MODELS: dict[str, Model] = {
                 Param(
                     "method",
                     "str",
-                    "finite-key bound",
-                    choices=("phase-error", "eat", "geat"),
+                    "finite-key bound of the pipeline",
+                    choices=("phase-error", "eat"),
                     default="phase-error",
                 ),
             ),
             sample=_diqkd_sample,
+            check=_diqkd_check,
             quantities=(
                 "secret_bits",
                 "key_rate",
