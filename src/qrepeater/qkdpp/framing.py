@@ -21,7 +21,7 @@ Pool layout (both sites derive it from the file alone): ``w`` 64-bit hash keys A
 number of a frame is the index of its pad in its direction.
 
 Never reusing a pad, also across restarts (:class:`PoolPosition`): the sender makes an index
-durable (write, fsync, rename; reserved in aligned blocks of 64) *before* it computes and sends
+durable (write, fsync, rename; reserved in aligned blocks of 32) *before* it computes and sends
 a tag with it; the receiver does the same before it checks a tag, so that a pad is checked at
 most once. A frame
 whose ``seq`` is below the receiver's durable position (replayed, or reordered) is rejected
@@ -224,13 +224,15 @@ class PoolPosition:
     mark, it writes the end of that index's block (``(i // grid + 1) * grid``) to the file
     (write, fsync, atomic rename, fsync of the directory); the receiver does the same before it
     checks a tag. A restarted site resumes from the durable marks, so an index is used at most
-    once for sending and checked at most once, whatever the moment of a crash; a restart loses
-    at most ``grid`` pads per direction. Because both sides use the same grid, a restarted
-    sender never starts below the receiver's durable mark. ``path=None`` keeps the positions in
+    once for sending and checked at most once, whatever the moment of a crash. Every session
+    starts sending from the durable mark (:meth:`start_session`): the receiver's mark is the
+    end of the grid block of an index the sender used, so it is never beyond the sender's mark,
+    and a receiver that restarted accepts the first frame. A session or a restart costs at most
+    ``grid`` pads per direction. ``path=None`` keeps the positions in
     memory (tests, in-process runs).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None, *, grid: int = 64) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, *, grid: int = 32) -> None:
         if grid < 1:
             raise ParameterError("grid must be positive")
         self.path = None if path is None else Path(path)
@@ -267,6 +269,11 @@ class PoolPosition:
 
     def _block_end(self, index: int) -> int:
         return (index // self.grid + 1) * self.grid
+
+    def start_session(self) -> None:
+        """A new session sends from the durable mark on: a peer that restarted since resumes
+        receiving at its own durable mark, which is never beyond ours (same grid)."""
+        self._pos = _Position(max(self._pos.send_next, self._mark.send_next), self._pos.recv_next)
 
     def claim_send(self) -> int:
         """Reserve the next send index (durably, see the class docstring) and return it."""
@@ -319,6 +326,7 @@ class LinkCodec:
         )
         self._out: Direction = "alice->bob" if party == "alice" else "bob->alice"
         self._in: Direction = "bob->alice" if party == "alice" else "alice->bob"
+        position.start_session()
         self.session: bytes | None = None
         self._nonce: bytes | None = None  # Bob's hello nonce, until the session is set
         self._expect: int | None = None  # next receive seq within this session
