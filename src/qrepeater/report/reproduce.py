@@ -17,6 +17,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from qrepeater.presets import Preset
+from qrepeater.report.chain_outlook import chain_rows, fig_chain_distance
 from qrepeater.report.diqkd_report import diqkd_rows, fig_accumulated
 from qrepeater.report.figures import FIGURES, save
 from qrepeater.report.key_report import key_rows
@@ -25,9 +26,13 @@ from qrepeater.report.rows import ReproductionContext, Row, RowProvider, link_ro
 FigureMaker = Callable[[ReproductionContext], Figure]
 
 #: every row provider of the reproduction, in table order
-PROVIDERS: list[RowProvider] = [link_rows, memory_rows, diqkd_rows, key_rows]
+PROVIDERS: list[RowProvider] = [link_rows, memory_rows, diqkd_rows, key_rows, chain_rows]
 #: every figure of the reproduction, by file stem
-FIGURE_MAKERS: dict[str, FigureMaker] = {**FIGURES, "fig4c_accumulated": fig_accumulated}
+FIGURE_MAKERS: dict[str, FigureMaker] = {
+    **FIGURES,
+    "fig4c_accumulated": fig_accumulated,
+    "chain_distance": fig_chain_distance,
+}
 
 
 @dataclass(frozen=True)
