@@ -173,7 +173,7 @@ def fig_chain_distance(ctx: ReproductionContext) -> Figure:
         fontsize=8,
     )
     fig.suptitle(
-        f"Repeater chains of the calibrated link (Monte Carlo, {FIGURE_DELIVERIES} pairs per point)",
+        f"Repeater chains of the calibrated link (Monte Carlo, {FIGURE_DELIVERIES} pairs a point)",
         fontsize=9,
     )
     return fig
