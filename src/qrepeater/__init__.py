@@ -67,6 +67,12 @@ _LAZY: dict[str, str] = {
     "read_results": "qrepeater.sweep",
     "sweep": "qrepeater.sweep",
     "kme": "qrepeater.kme",  # the submodule itself (qrepeater.kme.kme is the module)
+    "Chain": "qrepeater.repeater.chain",
+    "ChainResult": "qrepeater.repeater.chain",
+    "Segment": "qrepeater.repeater.segments",
+    "SwapNoise": "qrepeater.repeater.segments",
+    "Requirement": "qrepeater.repeater.requirements",
+    "chain_requirements": "qrepeater.repeater.requirements",
 }
 
 if TYPE_CHECKING:  # what the lazy table provides, for type checkers and IDEs
@@ -90,6 +96,9 @@ if TYPE_CHECKING:  # what the lazy table provides, for type checkers and IDEs
     )
     from qrepeater.presets import Preset, available_presets, load_preset, write_preset
     from qrepeater.qkdpp.reconciliation import reconcile
+    from qrepeater.repeater.chain import Chain, ChainResult
+    from qrepeater.repeater.requirements import Requirement, chain_requirements
+    from qrepeater.repeater.segments import Segment, SwapNoise
     from qrepeater.sweep import (
         ResultTable,
         SampleBudget,
@@ -146,6 +155,8 @@ __all__ = [
     "AuthenticationError",
     "CalibrationError",
     "CalibrationResult",
+    "Chain",
+    "ChainResult",
     "DistillConfig",
     "DistillResult",
     "ElementaryLink",
@@ -160,14 +171,18 @@ __all__ = [
     "QRepeaterError",
     "ReconciliationError",
     "RecordError",
+    "Requirement",
     "ResultTable",
     "SampleBudget",
+    "Segment",
     "StoredLink",
+    "SwapNoise",
     "SweepEvent",
     "__version__",
     "asymptotic_rate",
     "available_presets",
     "calibrate",
+    "chain_requirements",
     "collect",
     "delivery_fidelity",
     "delivery_threshold",

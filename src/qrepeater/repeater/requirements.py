@@ -259,4 +259,14 @@ def _summary(r: ChainResult, n: int, a: float, c: float | None, met: bool) -> di
     }
 
 
-__all__ = ["DEFAULT_SEGMENTS", "TARGETS", "Requirement", "meets", "requirements"]
+#: the solver under its flat-namespace name (``qrepeater.chain_requirements``)
+chain_requirements = requirements
+
+__all__ = [
+    "DEFAULT_SEGMENTS",
+    "TARGETS",
+    "Requirement",
+    "chain_requirements",
+    "meets",
+    "requirements",
+]
