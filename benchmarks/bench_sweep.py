@@ -10,8 +10,10 @@
    against 1, for both executors (start-up excluded, workers warmed up first, best of
    ``--repeats`` runs).
 
-All runs happen in this process's session, so the ratios are meaningful on any machine; on a
-shared machine other load shows up as a lower speed-up (the load average is recorded).
+All runs happen in this process's session, so the ratios are meaningful on any machine. On a
+shared machine other load lowers the speed-up of anything; a control (pure CPU jobs on 1 and 2
+plain spawn processes, no sweep) measures what a second process can gain at the time, and the
+load average is recorded.
 
     python benchmarks/bench_sweep.py [--tasks 1000] [--pieces 16] [--out benchmarks/results]
 """
@@ -19,8 +21,10 @@ shared machine other load shows up as a lower speed-up (the load average is reco
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import json
 import math
+import multiprocessing as mp
 import os
 import platform
 import tempfile
@@ -42,6 +46,27 @@ from qrepeater.sweep import (
     run_piece,
     sweep,
 )
+
+
+def _spin(n: int) -> int:
+    """Pure CPU work (no memory traffic): the control of what two processes can gain."""
+    x = 0
+    for i in range(n):
+        x += i
+    return x
+
+
+def control_speedup(units: int, size: int) -> tuple[float, float]:
+    """Wall time of ``units`` spin jobs on 1 and on 2 spawn processes (plain
+    ``concurrent.futures``, no sweep): the speed-up this machine offers right now."""
+    walls = []
+    for workers in (1, 2):
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            list(pool.map(_spin, [1000] * workers))  # start the workers
+            t0 = time.perf_counter()
+            list(pool.map(_spin, [size] * units))
+            walls.append(time.perf_counter() - t0)
+    return walls[0], walls[1]
 
 
 def run(
@@ -153,8 +178,15 @@ def main() -> None:
                     "utilisation_2_workers": busy[2] / (2 * walls[2]),
                 }
             )
+    c1, c2 = control_speedup(16, 3_000_000)
     result = {
         "benchmark": "sweep",
+        "control": {
+            "what": "16 pure-Python CPU jobs on 1 vs 2 spawn processes, no sweep",
+            "wall_1_worker_s": c1,
+            "wall_2_workers_s": c2,
+            "speedup": c1 / c2,
+        },
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "load_average_1min": os.getloadavg()[0],
         "trivial_tasks": len(trivial),
@@ -185,6 +217,10 @@ def main() -> None:
             f"pieces {row['piece_seconds_1_worker']:.2f} s vs {row['piece_seconds_2_workers']:.2f}"
             f" s, utilisation with 2 workers {row['utilisation_2_workers']:.0%}"
         )
+    print(
+        f"control (no sweep, pure CPU jobs): 1 process {c1:.2f} s, 2 processes {c2:.2f} s, "
+        f"speed-up {c1 / c2:.2f}x: what this machine offers a second process right now"
+    )
     print(f"load average (1 min) at the end: {result['load_average_1min']:.1f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_sweep.json").write_text(json.dumps(result, indent=2) + "\n")
