@@ -458,11 +458,11 @@ class Node:
             if b not in seen:
                 self.store.discard_block(run_id=run_id, block=b, reason="skipped")
 
-    def _note(self, *, committed: list[int], discarded: list[int]) -> None:
+    def _note(self, *, committed: list[int], discarded: list[int], when: str = "hello") -> None:
         for k, v in (("committed", committed), ("discarded", discarded)):
             if v:
                 self.summary.resolved.setdefault(k, []).extend(v)
-                log.info("resolved at hello: %s blocks %s", k, v)
+                log.info("resolved at %s: %s blocks %s", when, k, v)
 
     def end_block(
         self,
@@ -602,7 +602,7 @@ class Node:
             if b.state == "open" or (b.state == "pending" and self.cfg.party == "alice"):
                 self.store.discard_block(run_id=run_id, block=b.block, reason="restart")
                 gone.append(b.block)
-        self._note(committed=[], discarded=gone)
+        self._note(committed=[], discarded=gone, when="start-up")
 
     def warm_up(self) -> float:
         """Reconcile a small random key locally once (nothing secret, no message leaves the
