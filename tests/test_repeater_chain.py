@@ -202,3 +202,21 @@ def test_preset_repeater_table_is_strict_and_round_trips(preset) -> None:  # typ
     bad = preset.to_toml().replace("swap_probability = ", "swap_probabilty = ")
     with pytest.raises(PresetError, match="swap_probability"):
         parse_preset(bad)
+
+
+def test_chain_of_different_links(preset) -> None:  # type: ignore[no-untyped-def]
+    links = [
+        ElementaryLink(preset.hardware, alpha=a, fiber_km=10.0) for a in (0.05, 0.17, 0.1, 0.17)
+    ]
+    c = Chain.from_links(links, cutoff_s=1.0)
+    assert c.segments[0].p < c.segments[1].p
+    assert c.reference is not None
+    assert c.reference.total_km == 40.0
+    ex = c.evaluate("exact", tol=1e-8)
+    mc = c.evaluate("monte-carlo", n=20000, seed=8)
+    se_t = float(mc.truncation["mean_wait_stderr_attempts"])  # type: ignore[arg-type]
+    assert abs(mc.mean_wait_attempts - ex.mean_wait_attempts) < 4.5 * se_t
+    se_f = float(mc.truncation["fidelity_stderr"])  # type: ignore[arg-type]
+    assert abs(mc.fidelity - ex.fidelity) < 4.5 * se_f
+    with pytest.raises(ParameterError, match="attempt period"):
+        Chain.from_links([links[0], ElementaryLink(preset.hardware, alpha=0.1, fiber_km=20.0)])

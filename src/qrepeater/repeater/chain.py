@@ -42,7 +42,10 @@ from qrepeater.repeater.segments import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from qrepeater.hardware import LinkHardware
+    from qrepeater.link.heralding import ElementaryLink
     from qrepeater.presets import Preset
 
 FloatArray = npt.NDArray[np.float64]
@@ -264,6 +267,45 @@ class Chain:
             readout_shrink=hw.ion.readout_shrink,
             memory_model=memory_model,
             reference=references(hw, total_km=km, attempt_rate_hz=1.0 / seg.dt_s),
+        )
+
+    @classmethod
+    def from_links(
+        cls,
+        links: Sequence[ElementaryLink],
+        *,
+        protocol: Protocol = "nested",
+        cutoff_s: float | None = None,
+        memories: int = 1,
+        delays: bool = True,
+        memory_model: MemoryModel = "exponential",
+        repeater: RepeaterParameters | None = None,
+    ) -> Chain:
+        """Chain of possibly different links, in order from one end node to the other.
+
+        Nodes may differ in their hardware and excitation probability; the engines share one
+        clock, so the links must have the same attempt period (equal lengths and base
+        periods) and the same memory.
+        """
+        if not links:
+            raise ParameterError("a chain needs at least one link")
+        rp = repeater or RepeaterParameters()
+        segs = tuple(segment_from_link(lk, memories=memories) for lk in links)
+        cut_s = _check_cutoff("cut-off", cutoff_s)
+        cut = None if cut_s is None else math.floor(cut_s / segs[0].dt_s + 1e-9)
+        hw = links[0].hardware
+        total = float(sum(lk.fiber_km for lk in links))
+        return cls(
+            segments=segs,
+            protocol=protocol,
+            swap_probability=rp.swap_probability,
+            noise=rp.noise(hw.ion.spam_error),
+            cutoff=cut,
+            delays=delays,
+            group_velocity_km_s=hw.fiber.group_velocity_km_s,
+            readout_shrink=hw.ion.readout_shrink,
+            memory_model=memory_model,
+            reference=references(hw, total_km=total, attempt_rate_hz=1.0 / segs[0].dt_s),
         )
 
     # ---- plans ---------------------------------------------------------------------------
