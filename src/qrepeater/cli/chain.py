@@ -217,6 +217,10 @@ def requirements_cmd(
     alphas: Annotated[
         str, typer.Option("--alphas", help="Candidate excitation probabilities, comma-separated.")
     ] = "0.02,0.05,0.1,0.17",
+    purify: Annotated[
+        str | None,
+        typer.Option("--purify", help="Segment-level purification in every candidate: dejmps."),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Smallest memory coherence time (and best N, alpha, cut-off) reaching a target."""
@@ -238,6 +242,7 @@ def requirements_cmd(
         scale=scale,  # type: ignore[arg-type]
         segments=[int(n) for n in ns if n is not None],
         alphas=al,
+        purify=purify,
     )
     if json:
         print_json(r.to_dict())

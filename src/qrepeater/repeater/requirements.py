@@ -71,6 +71,7 @@ class Requirement:
     target: str
     total_km: float
     scale: str
+    purify: str | None
     reachable: bool
     coherence_time_s: float
     zz_decay_per_s: float | None
@@ -88,6 +89,7 @@ class Requirement:
             "target": self.target,
             "total_km": self.total_km,
             "scale": self.scale,
+            "purify": self.purify,
             "reachable": self.reachable,
             "coherence_time_s": self.coherence_time_s if self.reachable else None,
             "zz_decay_per_s": self.zz_decay_per_s,
@@ -109,12 +111,17 @@ def requirements(
     segments: Sequence[int] = DEFAULT_SEGMENTS,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     cutoffs: Sequence[float | None] = DEFAULT_CUTOFFS,
+    purify: str | None = None,
     scale: Scale = "memory",
     protocol: Literal["nested"] = "nested",
     tol: float = 1e-3,
     rel_precision: float = 0.02,
 ) -> Requirement:
-    """Smallest coherence time (and the best ``N``, ``alpha``, cut-off) reaching ``target``."""
+    """Smallest coherence time (and the best ``N``, ``alpha``, cut-off) reaching ``target``.
+
+    ``purify`` (``dejmps`` or ``bbpssw``): segment-level purification with two memories per side
+    in every candidate chain.
+    """
     from qrepeater.presets import Preset as _Preset
     from qrepeater.presets import load_preset
 
@@ -142,6 +149,7 @@ def requirements(
             coherence_time_s=tau,
             zz_decay_per_s=kappa,
             delays=True,
+            purify=purify,
         )
 
     def ok(n: int, alpha: float, cut: float | None, tau: float) -> tuple[bool, ChainResult | None]:
@@ -205,6 +213,7 @@ def requirements(
             target=target,
             total_km=float(total_km),
             scale=scale,
+            purify=purify,
             reachable=False,
             coherence_time_s=math.inf,
             zz_decay_per_s=None,
@@ -222,6 +231,7 @@ def requirements(
         target=target,
         total_km=float(total_km),
         scale=scale,
+        purify=purify,
         reachable=True,
         coherence_time_s=tau,
         zz_decay_per_s=kappa0 * tau0 / tau if scale == "memory" else kappa0,
