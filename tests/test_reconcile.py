@@ -226,7 +226,10 @@ def test_short_key_uses_the_short_block_family(config: ReconcileConfig) -> None:
     assert plan(3_000, qber=0.05, config=padded).block_length >= config.min_block_length
 
 
-@pytest.mark.parametrize(("true_q", "hint"), [(0.05, 0.02), (0.01, 0.005), (0.08, 0.03)])
+@pytest.mark.parametrize(
+    ("true_q", "hint"),
+    [(0.05, 0.02), pytest.param(0.01, 0.005, marks=pytest.mark.slow), (0.08, 0.03)],
+)
 def test_misjudged_qber_does_not_fail(true_q: float, hint: float, config: ReconcileConfig) -> None:
     """A hint far below the true QBER costs rounds, not the key."""
     x, y = bsc_keys(20_000, true_q, seed=21)
