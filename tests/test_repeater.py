@@ -307,6 +307,10 @@ def test_exact_engine_refuses_what_it_does_not_cover() -> None:
 
 
 def test_exact_engine_stops_when_no_pair_arrives_in_reasonable_time() -> None:
-    c = Chain.abstract(segments=16, p=1e-6, swap_probability=0.1)
+    c = Chain.abstract(segments=16, p=1e-10, swap_probability=0.01)
     with pytest.raises(ParameterError, match="reasonable time"):
+        c.evaluate("exact")
+    # a long but finite wait: beyond the exact engine's truncation, not beyond reason
+    c = Chain.abstract(segments=16, p=1e-6, swap_probability=0.1)
+    with pytest.raises(ParameterError, match="use the monte-carlo engine"):
         c.evaluate("exact")
