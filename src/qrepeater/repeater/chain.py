@@ -153,7 +153,8 @@ class Chain:
         for s in segs:
             if s.dt_s != dt or not np.allclose(s.decay, segs[0].decay):
                 raise ParameterError("all segments must share the attempt period and memory")
-            if 1.0 / s.p_eff > MAX_MEAN_ATTEMPTS or s.dt_s / s.p_eff > MAX_MEAN_WAIT_S:
+            timed = self.reference is not None  # link-derived: attempts last dt_s seconds
+            if 1.0 / s.p_eff > MAX_MEAN_ATTEMPTS or (timed and s.dt_s / s.p_eff > MAX_MEAN_WAIT_S):
                 raise ParameterError(
                     f"no heralds in any reasonable time: a segment needs {1 / s.p_eff:.3g} "
                     f"attempts ({s.dt_s / s.p_eff:.3g} s) on average"
