@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ from qrepeater.sweep import (
 )
 from qrepeater.sweep._results import select_pieces
 from qrepeater.sweep._store import read_store
+from sweep_support import cli, payloads
 
 LINK_SPEC = """
 model = "link"
@@ -51,25 +50,6 @@ alpha = [0.05, 0.17]
 max_samples = 300_000
 piece_samples = 100_000
 """
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "qrepeater", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def payloads(path: Path) -> dict[tuple[str, int], str]:
-    """(strong id, piece) -> canonical stored statistics (everything but the timing)."""
-    out = {}
-    for p in read_store(path).pieces:
-        assert (p.strong_id, p.piece) not in out
-        out[p.strong_id, p.piece] = json.dumps(p.payload, sort_keys=True)
-    return out
 
 
 # ---- tasks and strong ids ----------------------------------------------------------------------
@@ -385,7 +365,7 @@ def test_cli_bad_spec_fails_before_anything_runs(tmp_path: Path) -> None:
     spec = tmp_path / "bad.toml"
     spec.write_text('model = "link"\n[axes]\nalpah = [0.1, 0.2]\n')
     out = tmp_path / "r.csv"
-    r = run_cli("sweep", spec, "--out", out)
+    r = cli("sweep", spec, "--out", out)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0
     assert "did you mean 'alpha'" in r.stderr
@@ -395,14 +375,14 @@ def test_cli_bad_spec_fails_before_anything_runs(tmp_path: Path) -> None:
     # an existing store is left exactly as it was
     good = tmp_path / "good.toml"
     good.write_text(LINK_SPEC)
-    assert run_cli("sweep", good, "--out", out, "--scheduler", "serial").returncode == 0
+    assert cli("sweep", good, "--out", out, "--scheduler", "serial").returncode == 0
     before = out.read_bytes()
     spec.write_text('model = "link"\n[axes]\nalpha = [0.1, 2.0]\n')
-    r = run_cli("sweep", spec, "--out", out)
+    r = cli("sweep", spec, "--out", out)
     assert r.returncode == 2
     assert "out of range" in r.stderr
     assert out.read_bytes() == before
-    r = run_cli("sweep", good, "--out", out, "--scheduler", "bogus")
+    r = cli("sweep", good, "--out", out, "--scheduler", "bogus")
     assert r.returncode == 2
     assert "unknown scheduler" in r.stderr
 
@@ -412,22 +392,22 @@ def test_cli_sweep_results_plot(tmp_path: Path) -> None:
     spec = tmp_path / "s.toml"
     spec.write_text(MC_SPEC)
     out = tmp_path / "r.csv"
-    r = run_cli("sweep", spec, "--out", out, "--scheduler", "serial", "--json")
+    r = cli("sweep", spec, "--out", out, "--scheduler", "serial", "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["tasks_done"] == 2
     assert summary["pieces_run"] == 6
     assert summary["complete"]
-    r = run_cli("results", out, "--json")
+    r = cli("results", out, "--json")
     rows = json.loads(r.stdout)["rows"]
     assert {row["alpha"] for row in rows} == {0.05, 0.17}
     assert all(row["samples"] == 300_000 and row["rate_hz_err"] > 0 for row in rows)
     fig = tmp_path / "f.png"
-    r = run_cli("plot", out, "--x", "alpha", "--y", "rate_hz", "--out", fig, "--json")
+    r = cli("plot", out, "--x", "alpha", "--y", "rate_hz", "--out", fig, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["points"] == 2
     assert fig.read_bytes()[:4] == b"\x89PNG"
-    r = run_cli("plot", out, "--x", "alpha", "--y", "rate", "--out", fig)
+    r = cli("plot", out, "--x", "alpha", "--y", "rate", "--out", fig)
     assert r.returncode == 2
     assert "did you mean 'rate_hz'" in r.stderr
 
