@@ -311,9 +311,11 @@ def test_faulty_frames_abort_the_block_on_both_sides(
         for b in rep["blocks"]:  # type: ignore[union-attr]
             reasons.setdefault(b["block"], set()).add(b["abort_reason"])
     link = {"authentication", "peer_abort", "TransportError", "transport"}
-    for blk in range(6):  # faulted: the link failed, not the protocol
-        assert reasons[blk] <= link | {"protocol", "channel"}, (blk, reasons[blk])
-        assert "no_key" not in reasons[blk]
+    for blk in range(6):  # faulted: the side that saw the fault reports the link; the other
+        # may have reached the protocol's own decision first (too short for a key) or learned
+        # of the failure from the closed connection
+        assert reasons[blk] & link, (blk, reasons[blk])
+        assert reasons[blk] <= link | {"protocol", "channel", "no_key"}, (blk, reasons[blk])
     assert reasons[6] == {"no_key"}
     for rep in (rep_a, rep_b):
         assert rep["done"] is True

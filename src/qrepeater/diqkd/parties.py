@@ -15,7 +15,9 @@ Messages, in order (``A:`` Alice sends, ``B:`` Bob sends; both sides' first mess
    herald, time)`` columns, the setting distribution the record declares, and a fingerprint of
    the protocol configuration (including the agreed setting distribution). Any difference
    aborts (misaligned records raise :class:`~qrepeater.diqkd.records.RecordMismatchError`).
-2. **sifting**: ``A, B: sift.settings`` - every round's setting (public in DI-QKD).
+2. **sifting**: ``A, B: sift.settings`` - every round's setting (public in DI-QKD). Both send
+   it together with the sync digest, and Bob also his test outcomes (below): none of these
+   depends on the peer, so the opening costs one message delay.
 3. **parameter estimation**: ``A, B: pe.test_outcomes``; both run the same acceptance test
    (:func:`qrepeater.diqkd.estimate.bell_test`: settings test against the agreed distribution,
    the importance-weighted CHSH score, the Tsirelson check) on the same public data, so both
@@ -325,6 +327,7 @@ class ProtocolParty:
         self.stages: list[str] = []  # stages entered so far, in order (progress reports)
         self._mark = time.perf_counter()
         self._peer_declared: SettingDistribution | None = None
+        self._config_fp = ""
         self._gen: Generator[None, None, None] | None = None
         self.outcome: PartyOutcome | None = None
 
@@ -464,15 +467,32 @@ class ProtocolParty:
         self._send(_STEP_KIND, payload, bits=n)
 
     # ---- protocol stages shared by both parties -------------------------------------------------
-    def _sync(self) -> Generator[None, None, None]:
+    def _open(self) -> None:
+        """The opening messages, sent before anything is received (none depends on the peer):
+        the sync digest, the settings and, for Bob, the test outcomes (his test rounds are
+        those with ``Y < 2``, known from his own settings). All of it is public in the
+        protocol anyway; sending it at once saves two message delays per block."""
         self._begin("sync")
+        self._config_fp = config_fingerprint(self.config)
         info = {
             "run_id": self.meta.run_id,
             "declared": _dist_dict(self.meta.distribution),
-            "config": config_fingerprint(self.config),
+            "config": self._config_fp,
         }
         head = _SYNC_HEAD.pack(len(self.rounds), _digest(self.rounds, self.meta.run_id))
         self._send("sync.digest", head + json.dumps(info, sort_keys=True).encode())
+        s = self.rounds.setting
+        if self.name == "alice":
+            payload, nb = pack_bits(s)
+        else:
+            payload, nb = pack_bits(np.stack([s >> 1, s & 1], axis=1).ravel())
+        self._send("sift.settings", payload, bits=nb)
+        if self.name == "bob":
+            payload, nb = pack_bits(self.rounds.outcome[s < 2])
+            self._send("pe.test_outcomes", payload, bits=nb)
+
+    def _sync(self) -> Generator[None, None, None]:
+        self._open()
         msg = yield from self._recv("sync.digest")
         if len(msg) < _SYNC_HEAD.size:
             raise ProtocolAbort("sync", "malformed sync message")
@@ -490,7 +510,7 @@ class ProtocolParty:
             raise RecordMismatchError(f"records differ in length ({n} vs {len(self.rounds)})")
         if digest != _digest(self.rounds, self.meta.run_id):
             raise RecordMismatchError("records differ in their round, herald or time columns")
-        if peer.get("config") != info["config"]:
+        if peer.get("config") != self._config_fp:
             raise ProtocolAbort("config", "the parties run with different protocol configurations")
         declared = peer.get("declared")
         self._peer_declared = None if declared is None else SettingDistribution(**declared)
@@ -499,11 +519,6 @@ class ProtocolParty:
         self._begin("sifting")
         s = self.rounds.setting
         n = len(self.rounds)
-        if self.name == "alice":
-            payload, nb = pack_bits(s)
-        else:
-            payload, nb = pack_bits(np.stack([s >> 1, s & 1], axis=1).ravel())
-        self._send("sift.settings", payload, bits=nb)
         msg = yield from self._recv("sift.settings")
         if self.name == "alice":
             pairs = unpack_bits(msg, 2 * n).reshape(n, 2)
@@ -523,8 +538,9 @@ class ProtocolParty:
     def _estimate(self) -> Generator[None, None, BellTest]:
         self._begin("parameter_estimation")
         own = self.rounds.outcome[self.test_mask]
-        payload, nb = pack_bits(own)
-        self._send("pe.test_outcomes", payload, bits=nb)
+        if self.name == "alice":  # Bob sent his with the opening messages
+            payload, nb = pack_bits(own)
+            self._send("pe.test_outcomes", payload, bits=nb)
         msg = yield from self._recv("pe.test_outcomes")
         peer = unpack_bits(msg, int(self.test_mask.sum()))
         a_out, b_out = (own, peer) if self.name == "alice" else (peer, own)

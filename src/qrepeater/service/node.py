@@ -413,7 +413,12 @@ class Node:
         for k in ("run_id", "rounds", "block_rounds", "n_blocks"):
             if peer.get(k) != mine[k]:
                 raise _PeerMismatchError(f"the peer's {k} is {peer.get(k)!r}, ours is {mine[k]!r}")
-        if not isinstance(peer.get("high"), int) or not isinstance(peer.get("pending"), list):
+        lists = [peer.get("pending"), peer.get("committed", [])]
+        if (
+            not isinstance(peer.get("high"), int)
+            or not all(isinstance(x, list) for x in lists)
+            or not all(isinstance(b, int) for x in lists for b in x)
+        ):
             raise ProtocolAbort("protocol", "malformed hello")
 
     def _discard_unfinished(self, keep: set[int] | None = None) -> list[int]:
