@@ -79,6 +79,7 @@ class Requirement:
     alpha: float | None
     cutoff_s: float | None
     today: dict[str, object]
+    skipped: list[dict[str, object]]
     single_link: dict[str, object] | None
     at_requirement: dict[str, object] | None
     evaluations: int
@@ -97,6 +98,7 @@ class Requirement:
             "alpha": self.alpha,
             "cutoff_s": self.cutoff_s,
             "today": self.today,
+            "skipped": self.skipped,
             "single_link": self.single_link,
             "at_requirement": self.at_requirement,
             "evaluations": self.evaluations,
@@ -116,11 +118,14 @@ def requirements(
     protocol: Literal["nested"] = "nested",
     tol: float = 1e-3,
     rel_precision: float = 0.02,
+    max_truncation: int = 1 << 21,
 ) -> Requirement:
     """Smallest coherence time (and the best ``N``, ``alpha``, cut-off) reaching ``target``.
 
     ``purify`` (``dejmps`` or ``bbpssw``): segment-level purification with two memories per side
-    in every candidate chain.
+    in every candidate chain. Candidates whose exact distribution would need a truncation beyond
+    ``max_truncation`` attempts (chains of very long segments: slow to evaluate, and far from any
+    target) are skipped and listed in ``skipped``.
     """
     from qrepeater.presets import Preset as _Preset
     from qrepeater.presets import load_preset
@@ -133,6 +138,7 @@ def requirements(
     mem = p.hardware.memory
     tau0, kappa0 = mem.coherence_time_s, mem.zz_decay_per_s
     evaluations = 0
+    skipped: dict[tuple[int, float, float | None], str] = {}
 
     def chain(n: int, alpha: float, cut: float | None, tau: float) -> Chain:
         kappa = kappa0 * tau0 / tau if scale == "memory" else kappa0
@@ -154,9 +160,17 @@ def requirements(
 
     def ok(n: int, alpha: float, cut: float | None, tau: float) -> tuple[bool, ChainResult | None]:
         nonlocal evaluations
+        key = (n, alpha, cut)
+        if key in skipped:
+            return False, None
         evaluations += 1
         try:
-            r = chain(n, alpha, cut, tau).evaluate("exact", tol=tol)
+            c = chain(n, alpha, cut, tau)
+            closed_form = n == 1 and purify is None  # the engine's geometric shortcut
+            if not closed_form and 8 * c.nested_plan().rough_mean() > max_truncation:
+                skipped[key] = f"exact truncation beyond {max_truncation:,} attempts"
+                return False, None
+            r = c.evaluate("exact", tol=tol)
         except ParameterError:  # no pair in any reasonable time: not a candidate
             return False, None
         return meets(r, target), r
@@ -221,6 +235,7 @@ def requirements(
             alpha=None,
             cutoff_s=None,
             today=today,
+            skipped=_skipped(skipped),
             single_link=single,
             at_requirement=None if perfect is None else perfect[1],
             evaluations=evaluations,
@@ -239,10 +254,18 @@ def requirements(
         alpha=a,
         cutoff_s=None if c is None else c * seg.dt_s / seg.p_eff,
         today=today,
+        skipped=_skipped(skipped),
         single_link=single,
         at_requirement=_summary(r, n, a, c, True),
         evaluations=evaluations,
     )
+
+
+def _skipped(skipped: dict[tuple[int, float, float | None], str]) -> list[dict[str, object]]:
+    return [
+        {"segments": n, "alpha": a, "cutoff_mean_waits": c, "reason": why}
+        for (n, a, c), why in skipped.items()
+    ]
 
 
 def _score(r: ChainResult, target: str) -> float:
