@@ -48,6 +48,8 @@ FloatArray = npt.NDArray[np.float64]
 
 #: largest truncation (attempts) the exact engine will allocate
 MAX_TRUNCATION = 1 << 23
+#: expected waits beyond this many attempts mean no pair in any reasonable time
+UNREASONABLE_ATTEMPTS = 1e13
 
 
 @dataclass(frozen=True)
@@ -391,10 +393,15 @@ def solve(
         raise ParameterError(f"tolerance must lie in (0, 1), got {tol}")
     mean = plan.rough_mean()
     worst = plan.rough_mean(with_cutoffs=True)
-    if not math.isfinite(worst) or mean * 4 > max_truncation or worst > 16 * max_truncation:
+    if not math.isfinite(worst) or worst > UNREASONABLE_ATTEMPTS:
         raise ParameterError(
             f"no end-to-end pair in any reasonable time: about {max(mean, worst):.3g} attempts "
-            f"expected, beyond the {max_truncation:,}-attempt truncation limit"
+            "expected"
+        )
+    if mean * 4 > max_truncation or worst > 16 * max_truncation:
+        raise ParameterError(
+            f"the exact engine would need more than its {max_truncation:,}-attempt truncation "
+            f"(about {max(mean, worst):.3g} attempts expected); use the monte-carlo engine"
         )
     m = 1 << max(6, math.ceil(math.log2(8 * mean + 16)))
     while True:
@@ -403,8 +410,8 @@ def solve(
             return dist
         if m >= max_truncation:
             raise ParameterError(
-                f"no end-to-end pair in any reasonable time: {1 - dist.coverage:.2g} of the "
-                f"probability lies beyond {m:,} attempts (tolerance {tol:g})"
+                f"{1 - dist.coverage:.2g} of the probability lies beyond the exact engine's "
+                f"{m:,}-attempt truncation (tolerance {tol:g}); use the monte-carlo engine"
             )
         m = min(2 * m, max_truncation)
 
