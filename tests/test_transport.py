@@ -218,3 +218,16 @@ def test_stream_limits_on_loopback() -> None:
     assert "101 bytes" in seen[1]
     assert "truncated" in seen[2]
     assert "within" in seen[3]
+
+
+def test_forged_far_frame_does_not_burn_the_pool(tmp_path: Path, pools: tuple[Path, Path]) -> None:
+    """An unauthenticated frame claiming a far sequence number fails and moves no position."""
+    alice, bob = _codecs(pools, tmp_path)
+    hello = bytearray(_body(bob.hello(b"")))
+    # rewrite the sequence number (after version, sender, 16-byte session) to a far index
+    hello[18:26] = (5_000).to_bytes(8, "big")
+    with pytest.raises(AuthenticationError):
+        alice.open(bytes(hello))
+    assert alice.position.recv_next == 0
+    assert not (tmp_path / "alice.pos").exists()
+    assert alice.tags_checked == 1  # the attempt is counted

@@ -22,8 +22,13 @@ number of a frame is the index of its pad in its direction.
 
 Never reusing a pad, also across restarts (:class:`PoolPosition`): the sender makes an index
 durable (write, fsync, rename; reserved in aligned blocks of 32) *before* it computes and sends
-a tag with it; the receiver does the same before it checks a tag, so that a pad is checked at
-most once. A frame
+a tag with it, so no pad ever tags two messages. The receiver makes ``seq + 1`` durable after
+the tag checked out and before the message is used, so no frame is accepted twice. A failed
+check moves nothing (a forged frame with a far sequence number must not burn the pool); it is
+a forgery attempt, and every attempt, passed or failed, is counted for ``eps_auth`` (the union
+bound over verification attempts: each succeeds with probability at most
+:attr:`~qrepeater.qkdpp.auth.AuthParams.forge_probability`, since a failed check only excludes
+one of ``2^(64 w)`` pad values). A frame
 whose ``seq`` is below the receiver's durable position (replayed, or reordered) is rejected
 without touching the pool; within a session the sequence numbers must be consecutive (a dropped
 frame shows as a gap); the first frame of a session may skip ahead (pads the sender reserved
@@ -222,9 +227,10 @@ class PoolPosition:
     least index it still accepts from the peer; both only grow. Durability is reserved in
     aligned blocks of ``grid`` indices: before the sender uses an index at or above its durable
     mark, it writes the end of that index's block (``(i // grid + 1) * grid``) to the file
-    (write, fsync, atomic rename, fsync of the directory); the receiver does the same before it
-    checks a tag. A restarted site resumes from the durable marks, so an index is used at most
-    once for sending and checked at most once, whatever the moment of a crash. Every session
+    (write, fsync, atomic rename, fsync of the directory); the receiver does the same for an
+    index whose tag checked out, before the message is used. A restarted site resumes from the
+    durable marks, so an index is used at most once for sending and accepted at most once,
+    whatever the moment of a crash. Every session
     starts sending from the durable mark (:meth:`start_session`): the receiver's mark is the
     end of the grid block of an index the sender used, so it is never beyond the sender's mark,
     and a receiver that restarted accepts the first frame. A session or a restart costs at most
@@ -284,8 +290,8 @@ class PoolPosition:
         return index
 
     def consume_recv(self, index: int) -> None:
-        """Record that receive index ``index`` (and all below) is used, durably before the
-        caller checks its tag."""
+        """Record that receive index ``index`` (and all below) is used: durably, after its tag
+        checked out and before the message is acted upon."""
         if index < self._pos.recv_next:
             raise AuthenticationError(f"receive index {index} was already used")
         if index >= self._mark.recv_next:
@@ -490,8 +496,7 @@ class LinkCodec:
                 f"expected frame #{self._expect} from {self.peer}, got #{seq} "
                 "(dropped or reordered)"
             )
-        self.position.consume_recv(seq)  # durable before the pad is used
-        self.tags_checked += 1
+        self.tags_checked += 1  # every check is a forgery attempt (eps_auth), passed or not
         data = authenticated_data(
             sender=self.peer, counter=seq, kind=kind, bits=bits, payload=payload, context=context
         )
@@ -500,6 +505,9 @@ class LinkCodec:
                 f"frame #{seq} from {self.peer} ('{kind}') failed authentication (tampered, or "
                 "the two sites hold different authentication keys)"
             )
+        # durable before the message is acted upon; a failed check moves nothing, so a forged
+        # frame with a far sequence number cannot burn the pool
+        self.position.consume_recv(seq)
         self._expect = seq + 1
         if self.session is None:
             if self.party == "alice":

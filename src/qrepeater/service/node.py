@@ -145,6 +145,7 @@ class BlockReport:
     secret_bits: int
     keys: int
     auth_bits: int
+    eps_auth: float
     opened_at: float
     finished_at: float | None
     committed_at: float | None
@@ -286,6 +287,8 @@ class _Session:
         opened = time.time()
         node.store.open_block(run_id=run_id, block=b, meta={"opened_at": opened})
         bits0 = self.codec.bits_consumed
+        node.checks0 = self.codec.tags_checked
+        node.codec = self.codec
         start = b * node.block_rounds
         rounds = slice_rounds(node.rounds, start, min(start + node.block_rounds, node.n_rounds))
         seed = None if cfg.seed is None else block_seed(cfg.seed, b)
@@ -390,6 +393,8 @@ class Node:
         self._done = asyncio.Event()
         self._fatal: BaseException | None = None
         self._gave_up = False
+        self.codec: LinkCodec | None = None
+        self.checks0 = 0
         self._last_activity = time.monotonic()
 
     def close(self) -> None:
@@ -469,6 +474,12 @@ class Node:
                 self.summary.resolved.setdefault(k, []).extend(v)
                 log.info("resolved at %s: %s blocks %s", when, k, v)
 
+    def eps_auth(self) -> float:
+        """Forgery bound of the current block: every tag checked is one attempt."""
+        if self.codec is None:
+            return 0.0
+        return self.pool.params.eps_auth(self.codec.tags_checked - self.checks0)
+
     def end_block(
         self,
         b: int,
@@ -495,6 +506,7 @@ class Node:
             secret_bits=int(public.get("secret_bits", 0)) if state == "committed" else 0,
             keys=int(n_keys or 0),
             auth_bits=int(auth_bits),
+            eps_auth=self.eps_auth(),
             opened_at=opened,
             finished_at=finished,
             committed_at=time.time() if state == "committed" else None,
