@@ -63,7 +63,9 @@ def node(
     block_rounds: Annotated[
         int | None, typer.Option("--block-rounds", help="Rounds per block (default: all).")
     ] = None,
-    method: Annotated[str, typer.Option("--method", help="phase-error or eat.")] = "phase-error",
+    method: Annotated[
+        str, typer.Option("--method", help="phase-error, geat, renyi-geat or eat.")
+    ] = "phase-error",
     eps: Annotated[float, typer.Option("--eps", help="Soundness error of each block.")] = 1e-5,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait per frame.")] = 120.0,
     retry_for: Annotated[
@@ -115,6 +117,7 @@ def node(
 
 @handle_errors
 def _run_node(**kw: Any) -> int:
+    from qrepeater.diqkd.keyrate import METHODS
     from qrepeater.diqkd.parties import DistillConfig
     from qrepeater.errors import AuthenticationError, ParameterError, TransportError
     from qrepeater.qkdpp.transport import parse_address
@@ -123,8 +126,8 @@ def _run_node(**kw: Any) -> int:
     party = kw["party"]
     if party not in ("alice", "bob"):
         raise ParameterError(f"party must be 'alice' or 'bob', got {party!r}")
-    if kw["method"] not in ("phase-error", "eat"):
-        raise ParameterError(f"method must be 'phase-error' or 'eat', got {kw['method']!r}")
+    if kw["method"] not in METHODS:
+        raise ParameterError(f"method must be one of {', '.join(METHODS)}, got {kw['method']!r}")
     logging.basicConfig(
         level=logging.DEBUG if kw["verbose"] else logging.INFO,
         stream=sys.stderr,

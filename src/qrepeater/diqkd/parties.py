@@ -60,7 +60,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qrepeater.diqkd.estimate import BellTest, ChshStatistic, bell_test
-from qrepeater.diqkd.keyrate import FiniteKeyResult, Method, finite_key
+from qrepeater.diqkd.keyrate import METHODS, FiniteKeyResult, Method, finite_key
 from qrepeater.diqkd.records import RecordMismatchError
 from qrepeater.diqkd.rounds import PartyRounds, RunMetadata, SettingDistribution
 from qrepeater.errors import ParameterError, ProtocolAbort, QRepeaterError
@@ -100,9 +100,10 @@ def _default_reconcile_config() -> ReconcileConfig:
 class DistillConfig:
     """Options of :func:`distill`, validated on construction.
 
-    ``method``: finite-key bound (``phase-error`` or ``eat``); ``eps``: total soundness error of
-    the key (the authentication error is reported on top); ``qber_sample_fraction`` and
-    ``min_qber_sample``: share (and least number) of key rounds disclosed to estimate the QBER;
+    ``method``: finite-key bound (one of :data:`~qrepeater.diqkd.keyrate.METHODS`); ``eps``:
+    total soundness error of the key (the authentication error is reported on top);
+    ``qber_sample_fraction`` and ``min_qber_sample``: share (and least number) of key rounds
+    disclosed to estimate the QBER;
     ``qber_source``: where the code-rate QBER estimate comes from: ``tests`` predicts it from
     the announced CHSH correlators with the devices' nominal directions (no key bits spent),
     ``sample`` discloses a random sample of key bits (charged as leakage);
@@ -139,8 +140,8 @@ class DistillConfig:
             raise ParameterError("settings must be a SettingDistribution or None")
         if not isinstance(self.reconcile, ReconcileConfig):
             raise ParameterError("reconcile must be a ReconcileConfig")
-        if self.method not in ("phase-error", "eat"):
-            raise ParameterError(f"method must be 'phase-error' or 'eat', got {self.method!r}")
+        if self.method not in METHODS:
+            raise ParameterError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not 0.0 < self.eps < 1.0:
             raise ParameterError(f"eps must lie in (0, 1), got {self.eps}")
         if self.qber_source not in ("tests", "sample"):
