@@ -30,6 +30,9 @@ from qrepeater.errors import (
 _LAZY: dict[str, str] = {
     "CalibrationResult": "qrepeater.calibrate",
     "calibrate": "qrepeater.calibrate",
+    "Alice": "qrepeater.diqkd.parties",
+    "Bob": "qrepeater.diqkd.parties",
+    "KeyStore": "qrepeater.qkdpp.keystore",
     "DistillConfig": "qrepeater.diqkd.pipeline",
     "DistillResult": "qrepeater.diqkd.pipeline",
     "distill": "qrepeater.diqkd.pipeline",
@@ -81,6 +84,7 @@ if TYPE_CHECKING:  # what the lazy table provides, for type checkers and IDEs
     from qrepeater.diqkd.estimate import estimate_bell
     from qrepeater.diqkd.keyrate import asymptotic_rate, finite_key
     from qrepeater.diqkd.optimize import optimise_protocol
+    from qrepeater.diqkd.parties import Alice, Bob
     from qrepeater.diqkd.pipeline import DistillConfig, DistillResult, distill
     from qrepeater.diqkd.records import read_run, write_run
     from qrepeater.diqkd.rounds import simulate_from_preset
@@ -95,6 +99,7 @@ if TYPE_CHECKING:  # what the lazy table provides, for type checkers and IDEs
         swap_requirements,
     )
     from qrepeater.presets import Preset, available_presets, load_preset, write_preset
+    from qrepeater.qkdpp.keystore import KeyStore
     from qrepeater.qkdpp.reconciliation import reconcile
     from qrepeater.repeater.chain import Chain, ChainResult
     from qrepeater.repeater.requirements import Requirement, chain_requirements
@@ -152,7 +157,9 @@ def __dir__() -> list[str]:
 
 # every public name: the errors above and the keys of _LAZY (a test checks they agree)
 __all__ = [
+    "Alice",
     "AuthenticationError",
+    "Bob",
     "CalibrationError",
     "CalibrationResult",
     "Chain",
@@ -161,6 +168,7 @@ __all__ = [
     "DistillResult",
     "ElementaryLink",
     "HeraldSamples",
+    "KeyStore",
     "LinkHardware",
     "Mechanisms",
     "Memory",

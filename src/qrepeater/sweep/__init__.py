@@ -10,10 +10,6 @@ Modelled on sinter (quantumlib/Stim ``glue/sample``)::
     table = qr.read_results("results.csv")     # pandas-free; .to_arrow(), .to_pandas()
 """
 
-import sys as _sys
-import types as _types
-from typing import Any as _Any
-
 from qrepeater.sweep._core import SweepEvent, collect, sweep
 from qrepeater.sweep._errors import ExecutorError, MergeError, SpecError, StoreError
 from qrepeater.sweep._executors import (
@@ -59,14 +55,3 @@ __all__ = [
     "sweep",
 ]
 
-
-class _CallableModule(_types.ModuleType):
-    """Once imported, this package is also the attribute ``qrepeater.sweep``, shadowing the
-    re-exported function; calling the package calls :func:`sweep`, so ``qr.sweep(...)`` works
-    whichever of the two Python resolves."""
-
-    def __call__(self, *args: _Any, **kwargs: _Any) -> _Any:
-        return sweep(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
