@@ -32,6 +32,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from qrepeater.diqkd.keyrate.common import METHODS as KEYRATE_METHODS
 from qrepeater.errors import QRepeaterError
 from qrepeater.presets import Preset
 from qrepeater.repeater.purification import METHODS as PURIFY_METHODS
@@ -279,7 +280,7 @@ KEYRATE_PARAMS = (
         "method",
         "str",
         "finite-key bound",
-        choices=("phase-error", "eat", "geat"),
+        choices=KEYRATE_METHODS,
         default="phase-error",
     ),
 )
@@ -646,7 +647,7 @@ MODELS: dict[str, Model] = {
                     "method",
                     "str",
                     "finite-key bound of the pipeline",
-                    choices=("phase-error", "eat"),
+                    choices=KEYRATE_METHODS,
                     default="phase-error",
                 ),
             ),
