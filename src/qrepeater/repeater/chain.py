@@ -424,10 +424,12 @@ class Chain:
             if self.n_segments == 1 and self.purify is None:
                 return self._single_segment(ro)
             d = self.exact(tol=tol)
-            cond = d.conditional_state() * ro[:, None]
+            # E[F | T = t] where the probability is not negligible (the ratio of two
+            # vanishing numbers carries no information)
+            ok = d.pmf > 1e-15 * float(d.pmf.max())
+            cond = d.weighted[:, ok] / d.pmf[ok] * ro[:, None]
             fid = (1.0 + cond.sum(axis=0)) / 4.0
-            ok = d.pmf > 0
-            fq = _weighted_quantiles(fid[ok], d.pmf[ok], QUANTILES)
+            fq = _weighted_quantiles(fid, d.pmf[ok], QUANTILES)
             return ChainResult(
                 engine="exact",
                 dt_s=self.dt_s,
