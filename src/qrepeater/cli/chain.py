@@ -113,6 +113,10 @@ def chain(
     coherence_s: Annotated[
         float | None, typer.Option("--coherence-s", help="Preset mode: replace the memory tau.")
     ] = None,
+    zz_decay: Annotated[
+        float | None,
+        typer.Option("--zz-decay-per-s", help="Preset mode: replace the <ZZ> slope kappa (1/s)."),
+    ] = None,
     tol: Annotated[float, typer.Option("--tol", help="Exact engine: neglected mass.")] = 1e-6,
     samples: Annotated[
         str, typer.Option("--samples", help="Monte Carlo: number of deliveries.")
@@ -168,6 +172,7 @@ def chain(
             delays=delays,
             memory_model=memory_model,  # type: ignore[arg-type]
             coherence_time_s=coherence_s,
+            zz_decay_per_s=zz_decay,
         )
         if swap_probability is not None:
             import dataclasses
