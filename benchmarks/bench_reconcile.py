@@ -120,6 +120,12 @@ def throughput(args: argparse.Namespace, cfg: ReconcileConfig) -> dict[str, Any]
         "problems": [],
     }
     layered = LayeredDecoder.for_code(code)
+    # load the compiled kernel before timing (the first call reads numba's cache)
+    layered.decode(
+        layered.state(np.zeros(code.n, dtype=np.float32)),
+        np.zeros(code.m, dtype=np.uint8),
+        max_iter=1,
+    )
     ref = BpDecoder(
         code.H,
         error_rate=0.1,
