@@ -23,6 +23,7 @@ from qrepeater.qkdpp.reconciliation import (
     plan,
     qber_upper_bound,
     reconcile,
+    sample_bounds,
     sample_qber,
 )
 
@@ -287,6 +288,10 @@ def test_sampled_estimate_plans_for_its_upper_bound(config: ReconcileConfig) -> 
     assert res.success
     assert res.qber_upper is not None
     assert res.qber_upper == pytest.approx(sample.upper(config.qber_confidence), rel=0.05)
+    up, start = sample_bounds(sample.estimate, sample.bits, config=config)
+    assert res.qber_upper == up
+    assert start is not None
+    assert start < sample.estimate < up
     wide = plan(xs.size, qber=sample.estimate, config=config, qber_upper=res.qber_upper)
     narrow = plan(xs.size, qber=sample.estimate, config=config)
     assert wide.punctured >= narrow.punctured

@@ -92,6 +92,7 @@ __all__ = [
     "qber_lower_bound",
     "qber_upper_bound",
     "reconcile",
+    "sample_bounds",
     "sample_qber",
 ]
 
@@ -408,6 +409,28 @@ def qber_lower_bound(errors: int, sample_bits: int, *, confidence: float) -> flo
     if not 0.0 < confidence < 1.0:
         raise ReconciliationError(f"confidence must be in (0, 1), got {confidence}")
     return 0.0 if k == 0 else float(beta.ppf(1.0 - confidence, k, n - k + 1))
+
+
+def sample_bounds(
+    qber: float, sample_bits: int, *, config: ReconcileConfig
+) -> tuple[float, float | None]:
+    """``(qber_upper, qber_start)`` for an estimate measured on ``sample_bits`` disclosed bits,
+    as :func:`reconcile` derives them (both parties must pass the same values to
+    :class:`AliceReconciler` / :class:`BobReconciler`): the Clopper-Pearson upper bound at
+    ``config.qber_confidence`` and, if ``config.start_confidence > 0.5``, the lower bound at
+    that confidence (at least half the estimate)."""
+    _check_qber(qber)
+    k = int(sample_bits)
+    if k < 1:
+        raise ReconciliationError(f"qber_sample_bits must be >= 1, got {sample_bits}")
+    errors = min(k, round(float(qber) * k))
+    upper = qber_upper_bound(errors, k, confidence=config.qber_confidence)
+    q_up = max(float(qber), min(0.5, upper))
+    q_start = None
+    if config.start_confidence > 0.5:
+        lower = qber_lower_bound(errors, k, confidence=config.start_confidence)
+        q_start = min(float(qber), max(lower, float(qber) / 2))
+    return q_up, q_start
 
 
 def plan(
@@ -953,16 +976,7 @@ def reconcile(
     q_up: float | None = None
     q_start: float | None = None
     if qber_sample_bits is not None:
-        k = int(qber_sample_bits)
-        if k < 1:
-            raise ReconciliationError(f"qber_sample_bits must be >= 1, got {qber_sample_bits}")
-        errors = min(k, round(float(qber) * k))
-        q_up = max(
-            float(qber), min(0.5, qber_upper_bound(errors, k, confidence=cfg.qber_confidence))
-        )
-        if cfg.start_confidence > 0.5:
-            lower = qber_lower_bound(errors, k, confidence=cfg.start_confidence)
-            q_start = min(float(qber), max(lower, float(qber) / 2))
+        q_up, q_start = sample_bounds(qber, int(qber_sample_bits), config=cfg)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     before = channel.bits_sent(prefix="ec.")
     before_reveal = channel.bits_sent(prefix=KIND_REVEAL)
