@@ -67,7 +67,12 @@ from qrepeater.errors import ParameterError, ProtocolAbort, QRepeaterError
 from qrepeater.qkdpp.amplify import amplify_receive, amplify_send
 from qrepeater.qkdpp.channel import Mailbox, Message, Party, pack_bits, unpack_bits
 from qrepeater.qkdpp.entropy import binary_entropy
-from qrepeater.qkdpp.reconciliation import AliceReconciler, BobReconciler, ReconcileConfig
+from qrepeater.qkdpp.reconciliation import (
+    AliceReconciler,
+    BobReconciler,
+    ReconcileConfig,
+    sample_bounds,
+)
 from qrepeater.qkdpp.verify import VerificationParams, verify_check, verify_confirm, verify_send
 
 __all__ = [
@@ -585,6 +590,16 @@ class ProtocolParty:
             setting_probabilities=self.agreed.probabilities(),
         )
 
+    def _code_rate_bounds(self, q_hint: float) -> tuple[float | None, float | None]:
+        """Confidence bounds the blind code rate plans for: a QBER from a disclosed sample is
+        noisy, so both parties plan for its Clopper-Pearson upper bound and start from its lower
+        bound (:func:`~qrepeater.qkdpp.reconciliation.sample_bounds`); both compute them from
+        shared values only (the announced estimate and the sample size)."""
+        k = int(self._state.get("sample_bits", 0))
+        if k <= 0:
+            return None, None
+        return sample_bounds(q_hint, k, config=self.config.reconcile)
+
     def _early_bound(self, bt: BellTest, q_hint: float) -> FiniteKeyResult:
         if q_hint >= 0.5:
             raise ProtocolAbort("qber", f"estimated QBER {q_hint:.3f} leaves no key")
@@ -709,12 +724,15 @@ class Alice(ProtocolParty):
 
         self._begin("reconciliation")
         ka = key[~sample]
+        q_upper, q_start = self._code_rate_bounds(q_hint)
         rec = AliceReconciler(
             ka,
             qber=q_hint,
             channel=self._box,
             config=cfg.reconcile,
             rng=_stream(self.seed, "reconciliation") or np.random.default_rng(),
+            qber_upper=q_upper,
+            qber_start=q_start,
         )
         self._state["frames"] = rec.plan.frames
         rec.send_syndromes()
@@ -790,7 +808,15 @@ class Bob(ProtocolParty):
 
         self._begin("reconciliation")
         kb = key[~sample]
-        rec = BobReconciler(kb, qber=q_hint, channel=self._box, config=cfg.reconcile)
+        q_upper, q_start = self._code_rate_bounds(q_hint)
+        rec = BobReconciler(
+            kb,
+            qber=q_hint,
+            channel=self._box,
+            config=cfg.reconcile,
+            qber_upper=q_upper,
+            qber_start=q_start,
+        )
         self._state["frames"] = rec.plan.frames
         yield from self._until_step()
         rec.receive_syndromes()
