@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
 from qrepeater.cli._common import handle_errors, kv_table, print_json, stdout
 from qrepeater.errors import ParameterError
+from qrepeater.quantum.bell import TSIRELSON
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
-TSIRELSON = 2 * np.sqrt(2)
 
 
 @handle_errors
@@ -164,6 +164,8 @@ def _reconcile_command(
 ) -> None:
     import time
 
+    import numpy as np
+
     from qrepeater.cli._common import fail
     from qrepeater.errors import ReconciliationError
     from qrepeater.qkdpp.channel import PublicChannel
@@ -261,7 +263,7 @@ def _reconcile_command(
 
 
 def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
+    return float(value) if math.isfinite(value) else None
 
 
 def _emit(out: dict[str, Any], as_json: bool) -> None:

@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from qrepeater.diqkd.rounds import PartyRounds, SettingDistribution
 from qrepeater.errors import ParameterError, ProtocolAbort
+from qrepeater.quantum.bell import TSIRELSON
 
 __all__ = [
     "PER_PAIR_SIGMAS",
@@ -257,9 +258,6 @@ def accumulate(
 
 
 # ---- the protocol's acceptance test --------------------------------------------------------------
-#: Tsirelson's bound on the CHSH value of any quantum device (Cirel'son, Lett. Math. Phys. 4, 93
-#: (1980))
-TSIRELSON = 2.0 * math.sqrt(2.0)
 #: the per-pair CHSH estimate must exceed 2 by this many standard errors (a consistency guard on
 #: top of the finite-key bound, which is evaluated with the importance-weighted score)
 PER_PAIR_SIGMAS = 3.0

@@ -28,6 +28,7 @@ from qrepeater.diqkd.rounds import SettingDistribution
 from qrepeater.errors import ParameterError
 from qrepeater.link.heralding import ElementaryLink
 from qrepeater.presets import Preset
+from qrepeater.quantum.bell import TSIRELSON
 
 __all__ = ["ProtocolPoint", "evaluate_protocol", "optimise_protocol"]
 
@@ -103,7 +104,7 @@ def evaluate_protocol(
             rounds=n,
             key_rounds=n_key,
             test_rounds=n_test,
-            chsh=min(s, 2 * math.sqrt(2)),
+            chsh=min(s, TSIRELSON),
             qber=q,
             eps=eps,
             ec_efficiency=ec_efficiency,

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from typing import overload
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from qrepeater.errors import ParameterError
 
 __all__ = ["binary_entropy"]
 
 FloatArray = npt.NDArray[np.float64]
-_LN2 = math.log(2.0)
 
 
 @overload
@@ -34,7 +31,13 @@ def binary_entropy(p: npt.ArrayLike) -> float | FloatArray:
     arr = np.asarray(p, dtype=np.float64)
     if not np.all(np.isfinite(arr)) or np.any((arr < 0.0) | (arr > 1.0)):
         raise ParameterError(f"binary entropy needs probabilities in [0, 1], got {p!r}")
-    h = np.asarray((special.entr(arr) + special.entr(1.0 - arr)) / _LN2, dtype=np.float64)
+    q = 1.0 - arr
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 log 0 = 0, taken by the where
+        h = np.asarray(
+            np.where(arr > 0.0, -arr * np.log2(arr), 0.0)
+            + np.where(q > 0.0, -q * np.log2(q), 0.0),
+            dtype=np.float64,
+        )
     if h.ndim == 0:
         return float(h)
     return h

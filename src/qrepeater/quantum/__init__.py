@@ -1,5 +1,6 @@
 """Small-state algebra: Bell states, density matrices, Pauli correlators, channels, swaps."""
 
+from qrepeater.quantum.bell import TSIRELSON
 from qrepeater.quantum.channels import (
     amplitude_damping,
     apply_each,
@@ -31,6 +32,7 @@ from qrepeater.quantum.states import (
 __all__ = [
     "BELL_NAMES",
     "PAULIS",
+    "TSIRELSON",
     "BellName",
     "SwapResult",
     "amplitude_damping",

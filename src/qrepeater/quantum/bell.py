@@ -11,6 +11,7 @@ Phys. Lett. A 200, 340 (1995), with Alice's settings fixed). For the heralded st
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,10 @@ from qrepeater.errors import ParameterError
 from qrepeater.quantum.states import PAULIS
 
 FloatArray = npt.NDArray[np.float64]
+#: Tsirelson's bound, the largest CHSH value quantum mechanics allows (Cirel'son, Lett. Math.
+#: Phys. 4, 93 (1980)): every estimate, bound and check in the package uses this one constant.
+TSIRELSON = 2.0 * math.sqrt(2.0)
+
 _AXES = ("X", "Y", "Z")
 AXIS_VECTORS: dict[str, FloatArray] = {
     "X": np.array([1.0, 0.0, 0.0]),

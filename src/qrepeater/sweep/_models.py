@@ -35,6 +35,7 @@ import numpy as np
 from qrepeater.diqkd.keyrate.common import METHODS as KEYRATE_METHODS
 from qrepeater.errors import QRepeaterError
 from qrepeater.presets import Preset
+from qrepeater.quantum.bell import TSIRELSON
 from qrepeater.repeater.purification import METHODS as PURIFY_METHODS
 from qrepeater.sweep._errors import SpecError
 from qrepeater.sweep._stats import Moments, Scalar, TaskStats
@@ -257,7 +258,7 @@ def _memory_sample(
 # ---- keyrate ---------------------------------------------------------------------------------
 
 KEYRATE_PARAMS = (
-    Param("chsh", "float", "CHSH value S (default: from the link model)", 0.0, 2 * math.sqrt(2)),
+    Param("chsh", "float", "CHSH value S (default: from the link model)", 0.0, TSIRELSON),
     Param("qber", "float", "QBER (default: from the link model)", 0.0, 0.5, open_high=True),
     Param(
         "alpha",

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize
 
 from qrepeater.errors import ParameterError
+from qrepeater.quantum.bell import TSIRELSON as TSIRELSON  # re-exported for the bounds
 
 if TYPE_CHECKING:
     from qrepeater.diqkd.keyrate.eat import EatDetails
@@ -29,7 +29,6 @@ METHODS: tuple[Method, ...] = ("phase-error", "eat", "geat", "renyi-geat")
 PhaseErrorRelation = Literal["chord", "strict"]
 FloatArray = npt.NDArray[np.float64]
 
-TSIRELSON = 2.0 * math.sqrt(2.0)
 """Largest quantum CHSH value, 2*sqrt(2) (Tsirelson bound)."""
 
 DEFAULT_EC_EFFICIENCY = 1.16
@@ -453,6 +452,8 @@ def _maximise_scalar(
     i = int(np.argmax(vals))
     a = float(xs[max(i - 1, 0)])
     b = float(xs[min(i + 1, n_grid - 1)])
+    from scipy import optimize  # imported here: keeps CLI start-up fast
+
     res = optimize.minimize_scalar(
         lambda x: -fun(x), bounds=(a, b), method="bounded", options={"xatol": 1e-10}
     )

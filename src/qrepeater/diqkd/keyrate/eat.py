@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special
 
 from qrepeater.diqkd.keyrate.asymptotic import asymptotic_rate
 from qrepeater.diqkd.keyrate.common import (
@@ -122,6 +121,8 @@ def _eta_omega(omega: FloatArray, scale: float) -> FloatArray:
     s = np.where(omega >= 0.5, 8.0 * omega - 4.0, 4.0 - 8.0 * omega)
     x = np.sqrt(np.clip(s * s / 4.0 - 1.0, 0.0, 1.0))
     p = (1.0 + x) / 2.0
+    from scipy import special  # imported here: keeps CLI start-up fast
+
     ent = (special.entr(p) + special.entr(1.0 - p)) / _LN2
     return np.asarray(np.where(s > 2.0, scale * (1.0 - ent), 0.0), dtype=np.float64)
 
@@ -171,6 +172,8 @@ class _EatProblem:
             def scalar(w: float) -> float:
                 arr = np.array([w])
                 return float(objective(arr, _eta_omega(arr, self.scale))[0])
+
+            from scipy import optimize  # imported here: keeps CLI start-up fast
 
             res = optimize.minimize_scalar(
                 scalar, bounds=(float(lo), float(hi)), method="bounded", options={"xatol": 1e-12}

@@ -65,8 +65,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import optimize
-
 from qrepeater.diqkd.keyrate.asymptotic import asymptotic_rate
 from qrepeater.diqkd.keyrate.common import (
     _LN2,
@@ -250,6 +248,8 @@ def geat_entropy_bound(
         )
 
     def best_alpha(s_t: float) -> tuple[float, float]:
+        from scipy import optimize  # imported here: keeps CLI start-up fast
+
         res = optimize.minimize_scalar(
             lambda z: -at(s_t, z).entropy_bits,
             bounds=(-25.0, 6.0),
@@ -263,6 +263,8 @@ def geat_entropy_bound(
     vals = [best_alpha(s)[1] for s in grid]
     i = max(range(len(grid)), key=lambda k: vals[k])
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    from scipy import optimize  # imported here: keeps CLI start-up fast
+
     res = optimize.minimize_scalar(
         lambda s: -best_alpha(s)[1], bounds=(lo, hi), method="bounded", options={"xatol": 1e-7}
     )
