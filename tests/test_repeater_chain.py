@@ -220,3 +220,18 @@ def test_chain_of_different_links(preset) -> None:  # type: ignore[no-untyped-de
     assert abs(mc.fidelity - ex.fidelity) < 4.5 * se_f
     with pytest.raises(ParameterError, match="attempt period"):
         Chain.from_links([links[0], ElementaryLink(preset.hardware, alpha=0.1, fiber_km=20.0)])
+
+
+@pytest.mark.slow
+def test_outlook_rows_and_figure(preset) -> None:  # type: ignore[no-untyped-def]
+    from qrepeater.report.chain_outlook import chain_rows, fig_chain_distance
+    from qrepeater.report.rows import ReproductionContext
+
+    ctx = ReproductionContext(preset=preset)
+    rows = chain_rows(ctx)
+    assert [r.group for r in rows] == ["chain"] * 3
+    assert all(r.kind == "prediction" for r in rows)
+    # 100 km needs a longer-lived memory than today's
+    assert rows[1].model > preset.hardware.memory.coherence_time_s
+    fig = fig_chain_distance(ctx)
+    assert len(fig.axes) == 2
