@@ -437,6 +437,72 @@ def _theta(eps: float) -> float:
     return math.log2((1.0 + math.sqrt(1.0 - eps * eps)) / (eps * eps))
 
 
+def _key_round_leak(inputs: FiniteKeyInputs) -> float:
+    """Reconciliation leakage charged against the key rounds: the bits actually disclosed when
+    known, else f n h(Q) (Shannon limit times the efficiency f)."""
+    if inputs.leak_ec_bits is not None:
+        return float(inputs.leak_ec_bits)
+    return inputs.efficiency * inputs.key_rounds * _h(float(inputs.qber))
+
+
+def _check_bound_args(
+    rounds: int, settings: SettingProbabilities, chsh_threshold: float
+) -> tuple[int, float]:
+    """Validated ``(rounds, CHSH threshold)`` of an entropy bound (threshold capped at
+    Tsirelson's bound within rounding)."""
+    n = _check_int("rounds", rounds)
+    if n < 1:
+        raise ParameterError(f"rounds must be >= 1, got {rounds}")
+    if not isinstance(settings, SettingProbabilities):
+        raise ParameterError("settings must be a SettingProbabilities")
+    s_thr = float(chsh_threshold)
+    if not math.isfinite(s_thr) or not 2.0 < s_thr <= TSIRELSON + 1e-12:
+        raise ParameterError(f"CHSH threshold must lie in (2, 2*sqrt(2)], got {chsh_threshold!r}")
+    return n, min(s_thr, TSIRELSON)
+
+
+#: tangent points of the CHSH min-tradeoff function searched in (2, 2 sqrt 2)
+_TANGENT_LO = 2.0 + 1e-6
+_TANGENT_HI = TSIRELSON - 1e-6
+
+
+def _maximise_tangent_and_order(
+    value: Callable[[float, float], float],
+    *,
+    grid_points: int,
+    xatol_order: float,
+    xatol_tangent: float,
+) -> tuple[float, float]:
+    """Maximise ``value(s_t, z)`` over the tangent point s_t in (2, 2 sqrt 2) and an unbounded
+    order parameter z (the bounds map it into their Renyi-order range): a coarse grid over s_t,
+    bounded Brent over z at each point, then Brent over s_t around the best grid point. Any
+    choice is a valid bound, so imperfect optimisation only costs key. Returns ``(s_t, z)``."""
+    from scipy import optimize  # imported here: keeps CLI start-up fast
+
+    def best_order(s_t: float) -> tuple[float, float]:
+        res = optimize.minimize_scalar(
+            lambda z: -value(s_t, z),
+            bounds=(-25.0, 6.0),
+            method="bounded",
+            options={"xatol": xatol_order},
+        )
+        return float(res.x), -float(res.fun)
+
+    span = _TANGENT_HI - _TANGENT_LO
+    grid = [_TANGENT_LO + span * k / (grid_points - 1) for k in range(grid_points)]
+    vals = [best_order(s)[1] for s in grid]
+    i = max(range(len(grid)), key=lambda k: vals[k])
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    res = optimize.minimize_scalar(
+        lambda s: -best_order(s)[1],
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": xatol_tangent},
+    )
+    s_best = float(res.x) if -float(res.fun) >= vals[i] else grid[i]
+    return s_best, best_order(s_best)[0]
+
+
 def _floor_bits(x: float) -> int:
     if not math.isfinite(x) or x <= 0.0:
         return 0

@@ -70,14 +70,14 @@ from qrepeater.diqkd.keyrate.common import (
     _LN2,
     ASSUMPTIONS,
     PROTOCOL_AS_RUN,
-    TSIRELSON,
     EpsilonSplit,
     FiniteKeyInputs,
     FiniteKeyResult,
     SettingProbabilities,
-    _check_int,
+    _check_bound_args,
     _floor_bits,
-    _h,
+    _key_round_leak,
+    _maximise_tangent_and_order,
     _pironio,
     _pironio_slope,
     _privacy_amplification_bits,
@@ -94,8 +94,6 @@ with eps_PA = 0.01 s. Fixed before any data (part of the protocol)."""
 
 _SECRET_DIM = 2  # S_i: Alice's key bit, or a fixed 0 on other rounds
 _ALPHA_MAX = 1.5  # GEAT's range of alpha, (1, 3/2)
-_S_LO = 2.0 + 1e-6  # tangent points searched in (2, 2 sqrt 2)
-_S_HI = TSIRELSON - 1e-6
 
 
 def _ln_2pow_plus_e2(x: float) -> float:
@@ -220,15 +218,7 @@ def geat_entropy_bound(
     alpha in (1, 3/2) (scipy bounded Brent, nested; any choice is a valid bound, so imperfect
     optimisation only costs key). Raises :class:`ParameterError` for invalid arguments.
     """
-    n = _check_int("rounds", rounds)
-    if n < 1:
-        raise ParameterError(f"rounds must be >= 1, got {rounds}")
-    if not isinstance(settings, SettingProbabilities):
-        raise ParameterError("settings must be a SettingProbabilities")
-    s_thr = float(chsh_threshold)
-    if not math.isfinite(s_thr) or not 2.0 < s_thr <= TSIRELSON + 1e-12:
-        raise ParameterError(f"CHSH threshold must lie in (2, 2*sqrt(2)], got {chsh_threshold!r}")
-    s_thr = min(s_thr, TSIRELSON)
+    n, s_thr = _check_bound_args(rounds, settings, chsh_threshold)
     for name, e in (("eps_smooth", eps_smooth), ("eps_ea", eps_ea)):
         if not math.isfinite(e) or not 0.0 < e < 1.0:
             raise ParameterError(f"{name} must lie in (0, 1), got {e!r}")
@@ -247,29 +237,12 @@ def geat_entropy_bound(
             log_ea=log_ea,
         )
 
-    def best_alpha(s_t: float) -> tuple[float, float]:
-        from scipy import optimize  # imported here: keeps CLI start-up fast
-
-        res = optimize.minimize_scalar(
-            lambda z: -at(s_t, z).entropy_bits,
-            bounds=(-25.0, 6.0),
-            method="bounded",
-            options={"xatol": 1e-6},
-        )
-        return float(res.x), -float(res.fun)
-
-    # coarse grid over the tangent point, then Brent around the best one
-    grid = [_S_LO + (_S_HI - _S_LO) * k / 24.0 for k in range(25)]
-    vals = [best_alpha(s)[1] for s in grid]
-    i = max(range(len(grid)), key=lambda k: vals[k])
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    from scipy import optimize  # imported here: keeps CLI start-up fast
-
-    res = optimize.minimize_scalar(
-        lambda s: -best_alpha(s)[1], bounds=(lo, hi), method="bounded", options={"xatol": 1e-7}
+    s_best, z_best = _maximise_tangent_and_order(
+        lambda s_t, z: at(s_t, z).entropy_bits,
+        grid_points=25,
+        xatol_order=1e-6,
+        xatol_tangent=1e-7,
     )
-    s_best = float(res.x) if -float(res.fun) >= vals[i] else grid[i]
-    z_best, _ = best_alpha(s_best)
     return at(s_best, z_best)
 
 
@@ -290,10 +263,7 @@ def geat_key(inputs: FiniteKeyInputs) -> FiniteKeyResult:
         eps_smooth=eps_s,
         eps_ea=budget,
     )
-    if inputs.leak_ec_bits is not None:
-        leak = float(inputs.leak_ec_bits)
-    else:
-        leak = inputs.efficiency * inputs.key_rounds * _h(float(inputs.qber))
+    leak = _key_round_leak(inputs)
     v_bits = _verification_bits(eps_ec)
     pa_bits = _privacy_amplification_bits(eps_pa)
     key = bound.entropy_bits - leak - v_bits - pa_bits

@@ -24,6 +24,7 @@ from qrepeater.diqkd.keyrate.common import (
     PhaseErrorRelation,
     _floor_bits,
     _h,
+    _key_round_leak,
     _privacy_amplification_bits,
     _verification_bits,
 )
@@ -137,10 +138,7 @@ def _phase_error_terms(
     e_chsh = a - b * inputs.s
     e_upper = (st.key * n_total * e_chsh + delta) / n_key
     entropy = n_key * (1.0 - _h(e_upper)) if e_upper < 0.5 else 0.0
-    if inputs.leak_ec_bits is not None:
-        leak = float(inputs.leak_ec_bits)
-    else:
-        leak = inputs.efficiency * n_key * _h(float(inputs.qber))
+    leak = _key_round_leak(inputs)
     v_bits = _verification_bits(eps_ec)
     pa_bits = _privacy_amplification_bits(eps_pa)
     return _PhaseErrorTerms(

@@ -69,9 +69,10 @@ from qrepeater.diqkd.keyrate.common import (
     FiniteKeyInputs,
     FiniteKeyResult,
     SettingProbabilities,
-    _check_int,
+    _check_bound_args,
     _floor_bits,
-    _h,
+    _key_round_leak,
+    _maximise_tangent_and_order,
     _pironio,
     _pironio_slope,
     _verification_bits,
@@ -86,8 +87,6 @@ RENYI_SPLIT = 0.01
 
 _SECRET_DIM = 2
 _ALPHA_MAX = 1.5  # Kamin et al. Thm. 1: alpha in (1, 3/2)
-_S_LO = 2.0 + 1e-6
-_S_HI = TSIRELSON - 1e-6
 _N_CELLS = 1600  # grid cells for the infimum over S in [-2 sqrt 2, 2 sqrt 2]
 _S_GRID = np.linspace(-TSIRELSON, TSIRELSON, _N_CELLS + 1)
 
@@ -252,15 +251,7 @@ def renyi_entropy_bound(
     Brent; every choice is a valid bound, so imperfect optimisation only costs key). Raises
     :class:`ParameterError` for invalid arguments.
     """
-    n = _check_int("rounds", rounds)
-    if n < 1:
-        raise ParameterError(f"rounds must be >= 1, got {rounds}")
-    if not isinstance(settings, SettingProbabilities):
-        raise ParameterError("settings must be a SettingProbabilities")
-    s_thr = float(chsh_threshold)
-    if not math.isfinite(s_thr) or not 2.0 < s_thr <= TSIRELSON + 1e-12:
-        raise ParameterError(f"CHSH threshold must lie in (2, 2*sqrt(2)], got {chsh_threshold!r}")
-    s_thr = min(s_thr, TSIRELSON)
+    n, s_thr = _check_bound_args(rounds, settings, chsh_threshold)
     e = float(eps_pa)
     if not math.isfinite(e) or not 0.0 < e < 1.0:
         raise ParameterError(f"eps_pa must lie in (0, 1), got {eps_pa!r}")
@@ -272,28 +263,12 @@ def renyi_entropy_bound(
             rounds=n, settings=settings, s_thr=s_thr, s_t=s_t, alpha=alpha, log_pa=log_pa
         )
 
-    def best_alpha(s_t: float) -> tuple[float, float]:
-        from scipy import optimize  # imported here: keeps CLI start-up fast
-
-        res = optimize.minimize_scalar(
-            lambda z: -at(s_t, z).key_bits_before_ec,
-            bounds=(-25.0, 6.0),
-            method="bounded",
-            options={"xatol": 1e-5},
-        )
-        return float(res.x), -float(res.fun)
-
-    grid = [_S_LO + (_S_HI - _S_LO) * k / 16.0 for k in range(17)]
-    vals = [best_alpha(s)[1] for s in grid]
-    i = max(range(len(grid)), key=lambda k: vals[k])
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    from scipy import optimize  # imported here: keeps CLI start-up fast
-
-    res = optimize.minimize_scalar(
-        lambda s: -best_alpha(s)[1], bounds=(lo, hi), method="bounded", options={"xatol": 1e-6}
+    s_best, z_best = _maximise_tangent_and_order(
+        lambda s_t, z: at(s_t, z).key_bits_before_ec,
+        grid_points=17,
+        xatol_order=1e-5,
+        xatol_tangent=1e-6,
     )
-    s_best = float(res.x) if -float(res.fun) >= vals[i] else grid[i]
-    z_best, _ = best_alpha(s_best)
     return at(s_best, z_best)
 
 
@@ -307,10 +282,7 @@ def renyi_key(inputs: FiniteKeyInputs) -> FiniteKeyResult:
     bound = renyi_entropy_bound(
         rounds=inputs.rounds, settings=st, chsh_threshold=inputs.s, eps_pa=eps_pa
     )
-    if inputs.leak_ec_bits is not None:
-        leak = float(inputs.leak_ec_bits)
-    else:
-        leak = inputs.efficiency * inputs.key_rounds * _h(float(inputs.qber))
+    leak = _key_round_leak(inputs)
     v_bits = _verification_bits(eps_ec)
     key = bound.entropy_bits - leak - v_bits - bound.pa_bits
     split = EpsilonSplit(
