@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qrepeater.errors import ParameterError
+from qrepeater.quantum.bell import TSIRELSON
 
 FloatArray = npt.NDArray[np.float64]
 MemoryModel = Literal["exponential", "calibrated"]
@@ -95,7 +96,7 @@ def chsh_qber(f: npt.ArrayLike) -> tuple[float, float]:
     a = np.asarray(f, dtype=np.float64)
     s = 2.0 * math.sqrt(float(a[0]) ** 2 + float(a[2]) ** 2)
     q = (1.0 - abs(float(a[2]))) / 2.0
-    return min(s, 2.0 * math.sqrt(2.0)), q
+    return min(s, TSIRELSON), q
 
 
 def bb84_secret_fraction(f: npt.ArrayLike) -> float:
