@@ -350,7 +350,7 @@ def test_spec_axes_and_combinations() -> None:
         ('model = "keyrate"\n[budget]\nmax_samples = 10\n', "analytic"),
         ('model = "link"\n[budget]\nmax_samples = 10\ntarget = "fidelty"\n', "did you mean"),
         ('model = "link"\naxis = 1\n', "did you mean 'axes'"),
-        ('model = "diqkd"\n[fixed]\nmethod = "geat"\n', "method must be one of"),
+        ('model = "diqkd"\n[fixed]\nmethod = "bogus"\n', "method must be one of"),
         ('model = "chain"\n[fixed]\nsegments = 3\n', "power-of-two"),
         ('model = "link"\ncombine = "zip"\n[axes]\nalpha = [0.1]\nfiber_km = [1, 2]\n', "length"),
     ],
