@@ -51,11 +51,11 @@ import json
 import os
 import secrets
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from qrepeater._io import atomic_write_bytes
 from qrepeater.errors import AuthenticationError, ParameterError, TransportError
 from qrepeater.qkdpp.auth import AuthParams, PolyHash64, authenticated_data
 from qrepeater.qkdpp.channel import Message, Party
@@ -90,27 +90,6 @@ def _other(party: Party) -> Party:
     return "bob" if party == "alice" else "alice"
 
 
-def _atomic_private_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 (temp file, fsync, rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def write_auth_key_pair(
     bits: int, out: str | os.PathLike[str], peer_out: str | os.PathLike[str]
 ) -> int:
@@ -132,8 +111,8 @@ def write_auth_key_pair(
             raise ParameterError(f"directory of {p} does not exist")
     key = secrets.token_bytes(-(-bits // 8))
     try:
-        _atomic_private_write(a, key)
-        _atomic_private_write(b, key)
+        atomic_write_bytes(a, key, mode=0o600, durable=True)
+        atomic_write_bytes(b, key, mode=0o600, durable=True)
     except BaseException:
         a.unlink(missing_ok=True)
         b.unlink(missing_ok=True)
@@ -269,7 +248,7 @@ class PoolPosition:
     def _save(self, mark: _Position) -> None:
         if self.path is not None:
             data = json.dumps({"send_next": mark.send_next, "recv_next": mark.recv_next})
-            _atomic_private_write(self.path, data.encode())
+            atomic_write_bytes(self.path, data.encode(), mode=0o600, durable=True)
             self.writes += 1
         self._mark = mark
 

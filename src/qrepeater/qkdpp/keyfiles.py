@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from qrepeater._io import fsync_dir, write_new_durable
 from qrepeater.errors import (
     CorruptRecordError,
     OutputError,
@@ -119,27 +120,6 @@ def _encode(bits: U8, suffix: str) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _write_durable(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` (must not exist) with ``mode``, write ``data`` and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_key_bits(path: PathLike, bits: npt.ArrayLike) -> Path:
     """Write key bits atomically with owner-only permissions (0600): packed ``.bin`` (header +
     packbits) or ``.parquet``, chosen by the suffix. Errors name ``path``, never a temporary
@@ -151,7 +131,7 @@ def write_key_bits(path: PathLike, bits: npt.ArrayLike) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-        _write_durable(tmp, data, 0o600)
+        write_new_durable(tmp, data, 0o600)
         os.replace(tmp, target)
     except OSError as exc:
         raise OutputError(f"cannot write key file {target}: {exc.strerror or exc}") from None
@@ -329,9 +309,9 @@ def write_key_set(
         try:
             for name, data in files.items():
                 mode = 0o600 if name not in _RESERVED else 0o644
-                _write_durable(staging / name, data, mode)
+                write_new_durable(staging / name, data, mode)
             os.chmod(staging, 0o700)
-            _fsync_dir(staging)
+            fsync_dir(staging)
             if out.exists() or out.is_symlink():
                 aside = out.parent / f".{out.name}.old-{uuid.uuid4().hex}"
                 os.rename(out, aside)
@@ -342,7 +322,7 @@ def write_key_set(
                     os.rename(aside, out)
                     aside = None
                 raise
-            _fsync_dir(out.parent)
+            fsync_dir(out.parent)
         except OSError as exc:
             raise OutputError(f"cannot write the key set {out}: {exc.strerror or exc}") from None
         finally:
