@@ -59,6 +59,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from qrepeater._random import Seed, check_seed
 from qrepeater.diqkd.estimate import BellTest, ChshStatistic, bell_test
 from qrepeater.diqkd.keyrate import METHODS, FiniteKeyResult, Method, finite_key
 from qrepeater.diqkd.records import RecordMismatchError
@@ -89,7 +90,6 @@ __all__ = [
 ]
 
 U8 = npt.NDArray[np.uint8]
-Seed = int | np.random.Generator | None
 
 _STEP_KIND = "ctl.step"
 _SYNC_HEAD = struct.Struct(">Q32s")
@@ -187,8 +187,11 @@ def _stream(seed: Seed, name: str) -> np.random.Generator | None:
         return None
     if isinstance(seed, np.random.Generator):
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ParameterError(f"seed must be a non-negative integer or a Generator, got {seed!r}")
+    check_seed(seed)
+    if isinstance(seed, np.random.SeedSequence):
+        raise ParameterError(
+            "seed must be a non-negative integer or a Generator, got a SeedSequence"
+        )
     key = zlib.crc32(name.encode())
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(key,)))
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from qrepeater._random import Seed
 from qrepeater.diqkd.parties import Alice, Bob, DistillConfig, PartyOutcome, ProtocolParty
 from qrepeater.diqkd.parties import _stream as _named_stream
 from qrepeater.diqkd.rounds import PartyRounds, RunMetadata
@@ -37,7 +38,6 @@ from qrepeater.errors import ParameterError, ProtocolAbort
 from qrepeater.qkdpp.channel import AuthenticatedChannel, Channel, Message, Party
 
 U8 = npt.NDArray[np.uint8]
-Seed = int | np.random.Generator | None
 
 __all__ = ["DistillConfig", "DistillReport", "DistillResult", "Party", "distill", "exchange"]
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from qrepeater._random import Seed
 from qrepeater.errors import ParameterError
 from qrepeater.hardware._validate import finite
 from qrepeater.link.heralding import ElementaryLink
@@ -70,7 +71,6 @@ __all__ = [
 ]
 
 Party = Literal["alice", "bob"]
-Seed = int | np.random.SeedSequence | np.random.Generator | None
 U8 = npt.NDArray[np.uint8]
 
 #: allowed setting values per party, and herald signs (detector +1 -> psi+, -1 -> psi-)

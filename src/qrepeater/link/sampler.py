@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from qrepeater._random import as_generator
 from qrepeater.errors import ParameterError
 from qrepeater.link.heralding import ElementaryLink
 
@@ -48,17 +49,6 @@ class HeraldSamples:
         """Number of heralds of each process."""
         counts = np.bincount(self.kind, minlength=3)
         return {name: int(c) for name, c in zip(KIND_NAMES, counts, strict=True)}
-
-
-def _rng(seed: int | np.random.Generator | np.random.SeedSequence | None) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    plain = seed is None or isinstance(seed, np.random.SeedSequence)
-    if not plain and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
-        raise ParameterError(
-            f"seed must be a non-negative integer, a SeedSequence or a Generator, got {seed!r}"
-        )
-    return np.random.default_rng(seed)
 
 
 #: bytes of memory a herald takes while it is drawn (arrays and temporaries), for the size check
@@ -96,7 +86,7 @@ def sample_heralds(
 ) -> HeraldSamples:
     """Draw ``n_pairs`` consecutive heralds, skipping failed attempts (geometric waits)."""
     n = _check_count(n_pairs, "n_pairs")
-    rng = _rng(seed)
+    rng = as_generator(seed)
     comp = link.composition
     attempts = rng.geometric(comp.total, size=n).astype(np.int64)
     cum = np.cumsum(attempts)
@@ -125,7 +115,7 @@ def sample_attempts(
     attempt heralds when exactly one detector clicks.
     """
     total = _check_count(n_attempts, "n_attempts")
-    rng = _rng(seed)
+    rng = as_generator(seed)
     a = link.alpha
     ea, eb = link.node_efficiencies
     q = link.noise_click_probability

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from qrepeater._random import as_generator
 from qrepeater.errors import ParameterError
 from qrepeater.repeater.exact import NestedPlan
 from qrepeater.repeater.purification import purify
@@ -68,10 +69,6 @@ class Deliveries:
     def fidelity(self) -> FloatArray:
         """Fidelity with ``psi+`` of each delivered pair."""
         return np.asarray((1.0 + self.f.sum(axis=0)) / 4.0)
-
-
-def _rng(seed: int | np.random.Generator | np.random.SeedSequence | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 def _ion(xy: Shrink, z: Shrink, age: FloatArray) -> FloatArray:
@@ -207,7 +204,7 @@ def sample_nested(
 ) -> Deliveries:
     """``n`` independent end-to-end deliveries of a nested-doubling chain."""
     n = _check_n(n)
-    sim = _Nested(plan, memory_model, _rng(seed))
+    sim = _Nested(plan, memory_model, as_generator(seed))
     times, states = [], []
     for start in range(0, n, CHUNK):  # cache-sized batches from the same generator
         b = sim.level(plan.levels, 0, min(CHUNK, n - start))
@@ -254,7 +251,7 @@ def sample_swap_asap(
 ) -> Deliveries:
     """``n`` independent first end-to-end deliveries of a swap-asap chain."""
     n = _check_n(n)
-    rng = _rng(seed)
+    rng = as_generator(seed)
     segs = plan.segments
     ns = len(segs)
     xy, zf = segs[0].ion_shrinks(memory_model)

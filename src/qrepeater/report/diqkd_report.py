@@ -15,8 +15,9 @@ from typing import Literal
 import numpy as np
 from matplotlib.figure import Figure
 
+from qrepeater._random import Seed
 from qrepeater.diqkd.estimate import BellEstimate, accumulate, estimate_bell
-from qrepeater.diqkd.rounds import DIQKDRun, Seed, simulate_from_preset
+from qrepeater.diqkd.rounds import DIQKDRun, simulate_from_preset
 from qrepeater.presets import Preset
 from qrepeater.report.rows import ReproductionContext, Row
 
