@@ -172,6 +172,8 @@ def test_distill_seed(small_run: DIQKDRun, seed: Any) -> None:
     "kwargs",
     [
         {"eps": "x"},
+        {"eps": None},
+        {"qber_sample_fraction": None},
         {"eps": 2.0},
         {"auth_key_bits": 1.5},
         {"min_qber_sample": "1"},

@@ -135,7 +135,10 @@ class DistillConfig:
     def __post_init__(self) -> None:
         for name in ("eps", "qber_sample_fraction", "qber_hint", "eps_settings"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            optional = name in ("qber_hint", "eps_settings")
+            if (v is None and not optional) or (
+                v is not None and (isinstance(v, bool) or not isinstance(v, int | float))
+            ):
                 raise ParameterError(f"{name} must be a number, got {v!r}")
         for name in ("min_qber_sample", "auth_key_bits"):
             v = getattr(self, name)
