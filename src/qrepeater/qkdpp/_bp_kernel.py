@@ -114,7 +114,7 @@ def _layered(
         dmax = max(dmax, row_ptr[c + 1] - row_ptr[c])
     qb = np.empty(dmax, dtype=np.float32)
     pb = np.empty(dmax, dtype=np.float32)
-    vb = np.empty(dmax, dtype=np.int32)
+    vb = np.empty(dmax, dtype=np.uint32)
     one = np.float32(1.0)
     zero = np.float32(0.0)
     best = m + 1
@@ -125,11 +125,14 @@ def _layered(
             p0 = row_ptr[c]
             d = row_ptr[c + 1] - p0
             # Separate short loops (gather, phi, sign, update, scatter) let LLVM vectorise the
-            # arithmetic ones.
+            # arithmetic ones; slices and unsigned column indices spare numba's negative-index
+            # wraparound.
+            cr = cols[p0 : p0 + d]
+            Rr = R[p0 : p0 + d]
             for j in range(d):
-                vb[j] = cols[p0 + j]
+                vb[j] = np.uint32(cr[j])
             for j in range(d):
-                qb[j] = L[vb[j]] - R[p0 + j]
+                qb[j] = L[vb[j]] - Rr[j]
             s = zero
             for j in range(d):
                 ph = table[min(int(np.sqrt(abs(qb[j])) * sc), nt)]
@@ -142,7 +145,7 @@ def _layered(
                 x = max(s - pb[j], zero)
                 r = table[min(int(np.sqrt(x) * sc), nt)] * sgn
                 r = r * (one if qb[j] >= zero else -one)
-                R[p0 + j] = r
+                Rr[j] = r
                 qb[j] += r
             for j in range(d):
                 L[vb[j]] = qb[j]
@@ -260,9 +263,9 @@ def _qc_layered(
                     qq = q[i]
                     r = p[i] * sg[i] * (one - two * np.float32(qq < zero))
                     Rk[i] = r
-                    q[i] = qq + r
-                for i in range(Z):
-                    par[i] ^= np.uint8(q[i] < zero)
+                    qn = qq + r
+                    q[i] = qn
+                    par[i] ^= np.uint8(qn < zero)
                 for i in range(h):
                     La[i] = q[i]
                 for i in range(Z - h):
@@ -283,10 +286,13 @@ def _qc_layered(
             for k in range(brow_ptr[b], brow_ptr[b + 1]):
                 base = bcol[k] * Z
                 h = Z - bshift[k]
+                La = L[base + Z - h : base + Z]
+                Lb = L[base : base + Z - h]
+                p2 = par[h:]
                 for i in range(h):
-                    par[i] ^= np.uint8(L[base + Z - h + i] < zero)
-                for i in range(h, Z):
-                    par[i] ^= np.uint8(L[base + i - h] < zero)
+                    par[i] ^= np.uint8(La[i] < zero)
+                for i in range(Z - h):
+                    p2[i] ^= np.uint8(Lb[i] < zero)
             for i in range(Z):
                 unsat += par[i]
         if unsat == 0:
