@@ -61,7 +61,9 @@ forks processes: it runs inside daemonic Dask workers and dies with its parent.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -795,6 +797,12 @@ class BobReconciler:
             self._decoder = LayeredDecoder.for_code(self.code)
         return self._decoder
 
+    def _syndrome(self, bits: U8) -> U8:
+        """``H bits``: the compiled kernel once the layered decoder is loaded, else scipy."""
+        if self._decoder is not None:
+            return self._decoder.syndrome(bits)
+        return self.code.syndrome(bits)
+
     def _decode_frame(self, f: int) -> bool:
         """Decode frame ``f`` (runs in a worker thread for the layered decoder)."""
         fr = self._frames[f]
@@ -842,7 +850,7 @@ class BobReconciler:
             self.attempts += 1
             self.iterations += fr.iterations
             err = fr.error
-            good = conv and err is not None and np.array_equal(self.code.syndrome(err), fr.target)
+            good = conv and err is not None and np.array_equal(self._syndrome(err), fr.target)
             fixed: U8 | None = None
             if good and err is not None:
                 fixed = fr.yt[fr.lay.key] ^ err[fr.lay.key]
@@ -919,7 +927,7 @@ def _code_for(
     """
     excluded: set[float] = set()
     while True:
-        frame_plan = plan(
+        frame_plan = _plan_memo(
             key_length,
             qber=qber,
             config=config,
@@ -935,6 +943,55 @@ def _code_for(
             excluded.add(frame_plan.rate)
             continue
         return _fit_punctured(frame_plan, code), code
+
+
+#: Plans computed in this process: :func:`plan` is a pure function of public inputs that both
+#: parties (and consecutive keys of one length) evaluate; it scans every rate of the family.
+_PLANS: OrderedDict[tuple[Any, ...], FramePlan] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
+_PLANS_MAX: Final = 64
+
+
+def _plan_memo(
+    key_length: int,
+    *,
+    qber: float,
+    config: ReconcileConfig,
+    exclude: frozenset[float],
+    qber_upper: float | None,
+    qber_start: float | None,
+) -> FramePlan:
+    """:func:`plan`, remembered per arguments (plans are frozen, so sharing them is safe)."""
+    key = (int(key_length), float(qber), config, exclude, qber_upper, qber_start)
+    try:
+        hash(key)
+    except TypeError:  # an unhashable custom family: no memo
+        return plan(
+            key_length,
+            qber=qber,
+            config=config,
+            exclude=exclude,
+            qber_upper=qber_upper,
+            qber_start=qber_start,
+        )
+    with _PLANS_LOCK:
+        hit = _PLANS.get(key)
+        if hit is not None:
+            _PLANS.move_to_end(key)
+            return hit
+    frame_plan = plan(
+        key_length,
+        qber=qber,
+        config=config,
+        exclude=exclude,
+        qber_upper=qber_upper,
+        qber_start=qber_start,
+    )
+    with _PLANS_LOCK:
+        _PLANS[key] = frame_plan
+        while len(_PLANS) > _PLANS_MAX:
+            _PLANS.popitem(last=False)
+    return frame_plan
 
 
 def _fit_punctured(frame_plan: FramePlan, code: LdpcCode) -> FramePlan:
