@@ -233,17 +233,19 @@ def _qc_layered(
                 Lb = L[base : base + Z - h]
                 q2 = q[h:]
                 R2 = Rk[h:]
+                ix2 = ix[h:]
                 for i in range(h):
-                    q[i] = La[i] - Rk[i]
+                    qq = La[i] - Rk[i]
+                    q[i] = qq
+                    ix[i] = min(np.int32(np.sqrt(abs(qq)) * sc), nt)
                 for i in range(Z - h):
-                    q2[i] = Lb[i] - R2[i]
-                for i in range(Z):
-                    ix[i] = min(np.int32(np.sqrt(abs(q[i])) * sc), nt)
+                    qq = Lb[i] - R2[i]
+                    q2[i] = qq
+                    ix2[i] = min(np.int32(np.sqrt(abs(qq)) * sc), nt)
                 for i in range(Z):
                     p[i] = table[ix[i]]
                 for i in range(Z):
                     S[i] += p[i]
-                for i in range(Z):
                     sg[i] *= one - two * np.float32(q[i] < zero)
             for j in range(d):
                 k = k0 + j
