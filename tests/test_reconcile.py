@@ -215,6 +215,25 @@ def test_plan_is_consistent() -> None:
     )
 
 
+def test_memoised_plan_is_the_plan() -> None:
+    from qrepeater.qkdpp import reconciliation as rec
+
+    cfg = ReconcileConfig(target_efficiency=1.07)  # an entry no other test made
+    args: dict[str, Any] = {
+        "qber": 0.036,
+        "config": cfg,
+        "exclude": frozenset(),
+        "qber_upper": 0.04,
+        "qber_start": 0.033,
+    }
+    first = rec._plan_memo(90_000, **args)
+    assert first == plan(90_000, **args)
+    assert rec._plan_memo(90_000, **args) is first  # the same object from the memo
+    other = rec._plan_memo(90_000, **{**args, "exclude": frozenset({first.rate})})
+    assert other.rate != first.rate  # every argument is part of the key
+    assert len(rec._PLANS) <= rec._PLANS_MAX
+
+
 def test_short_key_uses_the_short_block_family(config: ReconcileConfig) -> None:
     fp = plan(3_000, qber=0.05, config=config)
     assert fp.block_length < config.min_block_length  # not padded into a 15k code
