@@ -312,9 +312,10 @@ def _syndrome(row_ptr: I32, cols: I32, bits: U8) -> U8:  # pragma: no cover - co
     m = row_ptr.size - 1
     out = np.zeros(m, dtype=np.uint8)
     for c in range(m):
-        par = 0
-        for k in range(row_ptr[c], row_ptr[c + 1]):
-            par ^= bits[cols[k]]
+        cr = cols[row_ptr[c] : row_ptr[c + 1]]  # slice + unsigned index: no wraparound
+        par = np.uint8(0)
+        for k in range(cr.size):
+            par ^= bits[np.uint32(cr[k])]
         out[c] = par
     return out
 
