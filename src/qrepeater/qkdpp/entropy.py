@@ -34,8 +34,7 @@ def binary_entropy(p: npt.ArrayLike) -> float | FloatArray:
     q = 1.0 - arr
     with np.errstate(divide="ignore", invalid="ignore"):  # 0 log 0 = 0, taken by the where
         h = np.asarray(
-            np.where(arr > 0.0, -arr * np.log2(arr), 0.0)
-            + np.where(q > 0.0, -q * np.log2(q), 0.0),
+            np.where(arr > 0.0, -arr * np.log2(arr), 0.0) + np.where(q > 0.0, -q * np.log2(q), 0.0),
             dtype=np.float64,
         )
     if h.ndim == 0:
