@@ -688,6 +688,19 @@ class ProtocolParty:
             "seconds": dict(self._timings),
         }
 
+    def _sifted_key(self) -> Generator[None, None, tuple[BellTest, U8, float | None]]:
+        """Sync, sift and the Bell test; then this party's sifted key and the QBER known
+        without disclosing key bits (the configured hint, or the prediction from the announced
+        test correlators), ``None`` when a sample must be disclosed."""
+        yield from self._sync()
+        yield from self._sift()
+        bt = yield from self._estimate()
+        key = self.rounds.outcome[self.key_mask].astype(np.uint8)
+        q_hint = self.config.qber_hint
+        if q_hint is None and self.config.qber_source == "tests":
+            q_hint = _qber_from_tests(bt.chsh, self.meta)
+        return bt, key, q_hint
+
     def _protocol(self) -> Generator[None, None, U8]:  # pragma: no cover - abstract
         raise NotImplementedError
         yield
@@ -700,15 +713,9 @@ class Alice(ProtocolParty):
 
     def _protocol(self) -> Generator[None, None, U8]:
         cfg = self.config
-        yield from self._sync()
-        yield from self._sift()
-        bt = yield from self._estimate()
-        key = self.rounds.outcome[self.key_mask].astype(np.uint8)
+        bt, key, q_hint = yield from self._sifted_key()
         n_key = key.size
         sample = np.zeros(n_key, dtype=bool)
-        q_hint = cfg.qber_hint
-        if q_hint is None and cfg.qber_source == "tests":
-            q_hint = _qber_from_tests(bt.chsh, self.meta)
         if q_hint is None:
             k = self._sample_size(n_key)
             gen = _stream(self.seed, "qber_sample") or np.random.default_rng(
@@ -778,15 +785,9 @@ class Bob(ProtocolParty):
 
     def _protocol(self) -> Generator[None, None, U8]:
         cfg = self.config
-        yield from self._sync()
-        yield from self._sift()
-        bt = yield from self._estimate()
-        key = self.rounds.outcome[self.key_mask].astype(np.uint8)
+        bt, key, explicit = yield from self._sifted_key()
         n_key = key.size
         sample = np.zeros(n_key, dtype=bool)
-        explicit = cfg.qber_hint
-        if explicit is None and cfg.qber_source == "tests":
-            explicit = _qber_from_tests(bt.chsh, self.meta)
         if explicit is None:
             k = self._sample_size(n_key)
             msg = yield from self._recv("pe.sample_positions")
