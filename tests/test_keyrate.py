@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keyrate_support import PAPER, PAPER_KEY_BITS
 from qrepeater.diqkd.keyrate import (
     ASSUMPTIONS,
     TSIRELSON,
@@ -33,16 +34,6 @@ from qrepeater.errors import ParameterError
 
 # The experiment's 10 km run (paper, Fig. 4 and text): N, key rounds, S, Q, f, eps. The paper gives
 # test rounds only as about 2/3 of N; 270,097 stands in for them.
-PAPER = {
-    "rounds": 405_145,
-    "key_rounds": 105_976,
-    "test_rounds": 270_097,
-    "chsh": 2.5758,
-    "qber": 0.036,
-    "eps": 1e-5,
-    "ec_efficiency": 1.122,
-}
-PAPER_KEY_BITS = 1_917
 
 # Nadlinger et al., Nature 607, 682 (2022): n, gamma, omega_thr, syndrome length m, eps_snd.
 NAD_N = 1_500_000

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from keyrate_support import EXPERIMENT, PAPER
 from qrepeater.cli import app
 from qrepeater.diqkd.keyrate import (
     METHODS,
@@ -28,22 +29,7 @@ from qrepeater.diqkd.keyrate.common import (
     NO_DEVICE_MEMORY,
     PROTOCOL_AS_RUN,
 )
-from qrepeater.diqkd.rounds import SettingDistribution
 from qrepeater.errors import ParameterError
-
-PAPER: dict[str, Any] = {
-    "rounds": 405_145,
-    "key_rounds": 105_976,
-    "test_rounds": 270_097,
-    "chsh": 2.5758,
-    "qber": 0.036,
-    "eps": 1e-5,
-    "ec_efficiency": 1.122,
-}
-# the preset's P(X = 0), P(Y = 2): key fraction 105,976 / 405,145 and about 2/3 test rounds
-EXPERIMENT = SettingDistribution.from_fractions(
-    p_x0=0.7786295345631634, p_y2=0.33594344127573195
-).probabilities()
 
 
 def test_geat_on_paper_statistics_is_positive_and_label_free() -> None:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from keyrate_support import EXPERIMENT, PAPER
 from qrepeater.cli import app
 from qrepeater.diqkd.keyrate import (
     GeatDetails,
@@ -31,21 +32,7 @@ from qrepeater.diqkd.keyrate.common import (
     _pironio_slope,
 )
 from qrepeater.diqkd.keyrate.renyi import _t_alpha_lower
-from qrepeater.diqkd.rounds import SettingDistribution
 from qrepeater.errors import ParameterError
-
-PAPER: dict[str, Any] = {
-    "rounds": 405_145,
-    "key_rounds": 105_976,
-    "test_rounds": 270_097,
-    "chsh": 2.5758,
-    "qber": 0.036,
-    "eps": 1e-5,
-    "ec_efficiency": 1.122,
-}
-EXPERIMENT = SettingDistribution.from_fractions(
-    p_x0=0.7786295345631634, p_y2=0.33594344127573195
-).probabilities()
 
 
 def test_renyi_geat_on_paper_statistics_meets_the_issue_goal() -> None:

@@ -27,7 +27,8 @@ def keyrate(
         float | None, typer.Option("--ec-efficiency", help="Reconciliation efficiency f >= 1.")
     ] = None,
     method: Annotated[
-        str, typer.Option("--method", help="phase-error, geat or eat (see docs/keyrate.md).")
+        str,
+        typer.Option("--method", help="phase-error, geat, renyi-geat or eat (docs/keyrate.md)."),
     ] = "phase-error",
     p_x0: Annotated[
         float | None, typer.Option("--p-x0", help="P(X = 0); with --p-y2 fixes the settings.")
