@@ -23,6 +23,8 @@ Usage::
 
     python benchmarks/bench_reconcile.py --quick           # a few minutes
     python benchmarks/bench_reconcile.py --frames 1000     # the full robustness sweep (hours)
+    python benchmarks/bench_reconcile.py --sections robustness --frames 1000 \
+        --modes hint,drift --name bench_reconcile_robust1000   # one part of it
     python benchmarks/bench_reconcile.py --sections throughput --trials 5
     python benchmarks/bench_reconcile.py --speed-only      # decoder speed vs ldpc, ~1 minute
 
@@ -288,8 +290,8 @@ def sweep(args: argparse.Namespace, cfg: ReconcileConfig) -> list[dict[str, Any]
 
 def robustness(args: argparse.Namespace, cfg: ReconcileConfig) -> list[dict[str, Any]]:
     rows = []
-    for mode in ("hint", "sample", "misjudged", "drift"):
-        for q in QBERS:
+    for mode in args.modes.split(","):
+        for q in (float(x) for x in args.qbers.split(",")):
             rows.append(point(args.robust_bits, q, args.frames, cfg, hint=mode, seed0=13))
     return rows
 
@@ -349,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep-trials", type=int, default=8)
     p.add_argument("--frames", type=int, default=100, help="frames per robustness point")
     p.add_argument("--robust-bits", type=int, default=20_000)
+    p.add_argument("--modes", default="hint,sample,misjudged,drift", help="robustness modes to run")
+    p.add_argument("--qbers", default=",".join(str(q) for q in QBERS), help="robustness QBERs")
+    p.add_argument("--name", default="bench_reconcile", help="stem of the JSON/PNG written")
     p.add_argument("--short-trials", type=int, default=20)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument(
@@ -357,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         help="only the throughput section (2 decodes, 8 keys); writes bench_reconcile_speed.json",
     )
     args = p.parse_args(argv)
-    name_json = "bench_reconcile.json"
+    name_json = f"{args.name}.json"
     if args.speed_only:
         args.sections, args.decode_trials, args.trials = "throughput", 2, 8
         name_json = "bench_reconcile_speed.json"
