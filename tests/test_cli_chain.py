@@ -61,6 +61,33 @@ def test_abstract_json_contract() -> None:
     assert 0.25 < out["fidelity"] < 1  # type: ignore[operator]
 
 
+def test_per_level_and_li_cutoff_kinds_on_the_command_line() -> None:
+    # Li et al.'s examples.swap_protocol (memory-time cut-offs 16, 31, 55); reference value in
+    # tests/test_repeater_cutoffs.py
+    out = run_json(*ABSTRACT, "--cutoff-attempts", "16,31,55", "--tol", "1e-10")
+    assert out["cutoffs"]["memory_time_attempts"] == [16, 31, 55]  # type: ignore[index]
+    assert abs(out["mean_wait_attempts"] - 471.971333) < 1e-5  # type: ignore[operator]
+    fid = run_json(*ABSTRACT, "--werner-cutoff", "0.9,0.8,0.6")
+    run = run_json(*ABSTRACT, "--run-cutoff-attempts", "60,200,inf")
+    plain = run_json(*ABSTRACT)
+    assert fid["werner"] > plain["werner"]  # type: ignore[operator]
+    assert fid["mean_wait_attempts"] > plain["mean_wait_attempts"]  # type: ignore[operator]
+    assert run["cutoffs"]["run_time_attempts"] == [60, 200, None]  # type: ignore[index]
+    preset = run_json(
+        "chain",
+        "--total-km",
+        "40",
+        "--segments",
+        "2",
+        "--werner-cutoff",
+        "0.5",
+        "--run-cutoff-s",
+        "2",
+    )
+    assert preset["werner_cutoff"] == 0.5
+    assert preset["run_cutoff_s"] == 2.0
+
+
 def test_abstract_engines_agree_on_the_command_line() -> None:
     ex = run_json(*ABSTRACT[:-2], "--cutoff-attempts", "20", "--segments", "4")
     mc = run_json(
@@ -161,6 +188,13 @@ def test_requirements_json() -> None:
             "reasonable time",
         ),
         (["chain", "--segments", "4"], "--total-km"),
+        (["chain", "--segments", "8", "--p", "0.1", "--werner-cutoff", "1.2"], "(0, 1]"),
+        (["chain", "--segments", "8", "--p", "0.1", "--werner-cutoff", "0.9,x,0.5"], "number"),
+        (["chain", "--segments", "8", "--p", "0.1", "--cutoff-attempts", "4,5"], "per level"),
+        (
+            ["chain", "--segments", "4", "--total-km", "40", "--cutoff-attempts", "5"],
+            "abstract",
+        ),
         (["chain", "requirements", "--total-km", "100", "--target", "moon"], "target"),
         (["chain", "requirements", "--total-km", "100", "--segments", "2,x"], "segments"),
     ],

@@ -39,18 +39,49 @@ def _whole(name: str, text: str | None) -> int | None:
     return int(v)
 
 
-def _cutoff_attempts(text: str | None) -> int | None:
-    if text is None:
-        return None
+def _one_cutoff(text: str, name: str) -> int | None:
     try:
         v = float(text)
     except ValueError:
-        raise ParameterError(f"cut-off must be a non-negative number, got {text!r}") from None
+        raise ParameterError(f"{name} must be a non-negative number, got {text!r}") from None
     if math.isnan(v) or v < 0 or (math.isfinite(v) and v != int(v)):
         raise ParameterError(
-            f"cut-off must be a non-negative whole number of attempts, got {text!r}"
+            f"{name} must be a non-negative whole number of attempts, got {text!r}"
         )
     return None if math.isinf(v) else int(v)
+
+
+def _cutoff_attempts(
+    text: str | None, name: str = "cut-off"
+) -> int | tuple[int | None, ...] | None:
+    """One cut-off in attempts, or one per nesting level as a comma-separated list
+    ('inf' for none at a level), as in Li et al.'s examples (16,31,55)."""
+    if text is None:
+        return None
+    parts = [t.strip() for t in text.split(",")]
+    if len(parts) == 1:
+        return _one_cutoff(parts[0], name)
+    return tuple(_one_cutoff(t, name) for t in parts)
+
+
+def _werner_cutoff(text: str | None) -> float | tuple[float | None, ...] | None:
+    """A Werner threshold, or one per level ('none' for none at a level)."""
+    if text is None:
+        return None
+
+    def one(t: str) -> float | None:
+        if t.lower() in ("none", "-"):
+            return None
+        try:
+            v = float(t)
+        except ValueError:
+            raise ParameterError(f"Werner cut-off must be a number, got {t!r}") from None
+        if not 0.0 < v <= 1.0:
+            raise ParameterError(f"Werner cut-off must lie in (0, 1], got {t!r}")
+        return v
+
+    parts = [t.strip() for t in text.split(",")]
+    return one(parts[0]) if len(parts) == 1 else tuple(one(t) for t in parts)
 
 
 @app.callback()
@@ -82,7 +113,25 @@ def chain(
         ),
     ] = None,
     cutoff_attempts: Annotated[
-        str | None, typer.Option("--cutoff-attempts", help="Abstract mode: cut-off in attempts.")
+        str | None,
+        typer.Option(
+            "--cutoff-attempts",
+            help="Abstract mode: memory-time cut-off in attempts, or one per level (16,31,55).",
+        ),
+    ] = None,
+    run_cutoff_attempts: Annotated[
+        str | None,
+        typer.Option(
+            "--run-cutoff-attempts",
+            help="Abstract mode: run-time cut-off (Li et al. 2021) in attempts, or per level.",
+        ),
+    ] = None,
+    werner_cutoff: Annotated[
+        str | None,
+        typer.Option(
+            "--werner-cutoff",
+            help="Fidelity cut-off (Li et al. 2021): Werner threshold, or one per level.",
+        ),
     ] = None,
     preset: Annotated[
         str, typer.Option("--preset", help="Preset name or path to a .toml file.")
@@ -95,6 +144,10 @@ def chain(
     ] = None,
     cutoff_s: Annotated[
         float | None, typer.Option("--cutoff-s", help="Preset mode: per-memory cut-off (s).")
+    ] = None,
+    run_cutoff_s: Annotated[
+        float | None,
+        typer.Option("--run-cutoff-s", help="Preset mode: run-time cut-off of every join (s)."),
     ] = None,
     purify: Annotated[
         str | None, typer.Option("--purify", help="Segment-level purification: dejmps, bbpssw.")
@@ -148,6 +201,8 @@ def chain(
             swap_probability=1.0 if swap_probability is None else swap_probability,
             protocol=protocol,  # type: ignore[arg-type]
             cutoff_attempts=_cutoff_attempts(cutoff_attempts),
+            run_cutoff_attempts=_cutoff_attempts(run_cutoff_attempts, "run-time cut-off"),
+            werner_cutoff=_werner_cutoff(werner_cutoff),
             purify=purify,
             memories=mem or (2 if purify else 1),
         )
@@ -155,11 +210,27 @@ def chain(
 
         c = dataclasses.replace(c, memory_model=memory_model)  # type: ignore[arg-type]
         res = c.evaluate(engine, tol=tol, n=count, seed=seed)  # type: ignore[arg-type]
-        summary = {"segments": n, "protocol": protocol, **res.abstract_dict()}
+        summary = {
+            "segments": n,
+            "protocol": protocol,
+            "cutoffs": {
+                "memory_time_attempts": c.cutoff,
+                "run_time_attempts": c.run_cutoff,
+                "werner": c.werner_cutoff,
+            },
+            **res.abstract_dict(),
+        }
         title = f"Abstract chain, N = {n}, {protocol}"
     else:
         if total_km is None:
             raise ParameterError("give --total-km (preset mode) or --p (abstract segments)")
+        if cutoff_attempts is not None or run_cutoff_attempts is not None:
+            raise ParameterError(
+                "cut-offs in attempts are for abstract chains; use --cutoff-s / --run-cutoff-s"
+            )
+        w_cut = _werner_cutoff(werner_cutoff)
+        if isinstance(w_cut, tuple):
+            raise ParameterError("preset mode takes one --werner-cutoff for every level")
         c = Chain.from_preset(
             preset,
             total_km=total_km,
@@ -167,6 +238,8 @@ def chain(
             alpha=alpha,
             protocol=protocol,  # type: ignore[arg-type]
             cutoff_s=cutoff_s,
+            run_cutoff_s=run_cutoff_s,
+            werner_cutoff=w_cut,
             purify=purify,
             memories=mem,
             delays=delays,
@@ -186,6 +259,8 @@ def chain(
             "protocol": protocol,
             "alpha": alpha,
             "cutoff_s": cutoff_s,
+            "run_cutoff_s": run_cutoff_s,
+            "werner_cutoff": w_cut,
             "purify": purify,
             "delays": delays,
             "memory_model": memory_model,

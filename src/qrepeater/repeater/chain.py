@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -91,6 +91,9 @@ class Chain:
     """A repeater chain: segments, protocol, swap model, cut-off, purification, delays.
 
     ``cutoff``: per-memory cut-off in attempts (``None``: none), or one per nesting level;
+    ``run_cutoff`` (attempts) and ``werner_cutoff`` (a Werner threshold): the run-time and
+    fidelity cut-offs of Li, Coopmans & Elkouss (IEEE TQE 2, 1 (2021)), one value or one per
+    level (nested chains);
     ``delays``: include classical communication (swap outcomes reaching the end nodes of the
     sub-chain, purification outcomes exchanged across the segment) at the fibre group velocity;
     ``readout_shrink``: per-qubit readout shrink at the end nodes (1 for abstract chains);
@@ -102,6 +105,8 @@ class Chain:
     swap_probability: float = 1.0
     noise: SwapNoise = field(default_factory=SwapNoise)
     cutoff: int | tuple[int | None, ...] | None = None
+    run_cutoff: int | tuple[int | None, ...] | None = None
+    werner_cutoff: float | tuple[float | None, ...] | None = None
     purify: str | None = None
     purify_cutoff: int | None = None
     delays: bool = False
@@ -132,6 +137,21 @@ class Chain:
                 raise ParameterError(f"cut-off must be a non-negative whole number, got {c!r}")
         if isinstance(cut, tuple) and (self.protocol != "nested" or len(cut) != self.levels):
             raise ParameterError("per-level cut-offs need a nested chain, one per level")
+        for name, cuts in (("run-time", self.run_cutoff), ("Werner", self.werner_cutoff)):
+            if cuts is None:
+                continue
+            if self.protocol != "nested":
+                raise ParameterError(f"{name} cut-offs are modelled for nested chains")
+            if isinstance(cuts, tuple) and len(cuts) != self.levels:
+                raise ParameterError(f"per-level {name} cut-offs need one value per level")
+        for r in self._per_level(self.run_cutoff):
+            if r is not None and (isinstance(r, bool) or int(r) != r or r < 0):
+                raise ParameterError(
+                    f"run-time cut-off must be a non-negative whole number, got {r!r}"
+                )
+        for w in self._per_level(self.werner_cutoff):
+            if w is not None and not (isinstance(w, int | float) and 0.0 < w <= 1.0):
+                raise ParameterError(f"Werner cut-off must lie in (0, 1], got {w!r}")
         if self.purify is not None:
             if self.purify not in METHODS:
                 raise ParameterError(
@@ -160,6 +180,11 @@ class Chain:
                     f"attempts ({s.dt_s / s.p_eff:.3g} s) on average"
                 )
 
+    def _per_level(self, value: object) -> tuple[Any, ...]:
+        if isinstance(value, tuple):
+            return value
+        return (value,) * max(self.levels, 1)
+
     # ---- constructors --------------------------------------------------------------------
     @classmethod
     def abstract(
@@ -172,6 +197,8 @@ class Chain:
         swap_probability: float = 1.0,
         protocol: Protocol = "nested",
         cutoff_attempts: int | tuple[int | None, ...] | None = None,
+        run_cutoff_attempts: int | tuple[int | None, ...] | None = None,
+        werner_cutoff: float | tuple[float | None, ...] | None = None,
         purify: str | None = None,
         memories: int = 1,
         per_qubit: bool = False,
@@ -190,6 +217,8 @@ class Chain:
             protocol=protocol,
             swap_probability=swap_probability,
             cutoff=cutoff_attempts,
+            run_cutoff=run_cutoff_attempts,
+            werner_cutoff=werner_cutoff,
             purify=purify,
             purify_cutoff=cutoff_attempts if isinstance(cutoff_attempts, int) else None,
         )
@@ -204,6 +233,8 @@ class Chain:
         alpha: float | None = None,
         protocol: Protocol = "nested",
         cutoff_s: float | None = None,
+        run_cutoff_s: float | None = None,
+        werner_cutoff: float | None = None,
         purify: str | None = None,
         memories: int | None = None,
         delays: bool = True,
@@ -255,12 +286,15 @@ class Chain:
             mem = max(mem, 2)
         seg = segment_from_link(link, memories=mem)
         cut = None if cut_s is None else math.floor(cut_s / seg.dt_s + 1e-9)
+        run_s = _check_cutoff("run-time cut-off", run_cutoff_s)
         return cls(
             segments=(seg,) * n,
             protocol=protocol,
             swap_probability=rp.swap_probability,
             noise=rp.noise(hw.ion.spam_error),
             cutoff=cut,
+            run_cutoff=None if run_s is None else math.floor(run_s / seg.dt_s + 1e-9),
+            werner_cutoff=werner_cutoff,
             purify=purify,
             purify_cutoff=cut,
             delays=delays,
@@ -341,6 +375,16 @@ class Chain:
             noise=self.noise,
             cutoffs=tuple(None if c is None else int(c) for c in cutoffs),
             delays=tuple(self._delay(2**k) for k in range(self.levels)),
+            run_cutoffs=tuple(
+                None if r is None else int(r) for r in self._per_level(self.run_cutoff)
+            )
+            if self.levels
+            else (),
+            werner_cutoffs=tuple(
+                None if w is None else float(w) for w in self._per_level(self.werner_cutoff)
+            )
+            if self.levels
+            else (),
             purify=self.purify,
             purify_cutoff=self.purify_cutoff,
             purify_delay=self._delay(1) if self.purify else 0,
@@ -562,6 +606,9 @@ class ChainResult:
             "correlators": self.correlators,
             "bb84_secret_fraction": self.bb84_secret_fraction,
             "bb84_key_per_attempt": self.bb84_secret_fraction / self.mean_wait_attempts,
+            # h in nats, as Li et al.'s published code computes it (comparison only)
+            "bb84_key_per_attempt_nats_entropy": bb84_secret_fraction(self.state, base=math.e)
+            / self.mean_wait_attempts,
             "log_base": 2,
             "engine": self.engine,
             "truncation": self.truncation,

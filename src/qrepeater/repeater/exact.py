@@ -42,7 +42,7 @@ from scipy.signal import fftconvolve, lfilter
 
 from qrepeater.errors import ParameterError
 from qrepeater.repeater.purification import purify
-from qrepeater.repeater.segments import Segment, SwapNoise
+from qrepeater.repeater.segments import Segment, SwapNoise, werner_window
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -177,21 +177,45 @@ def join_swap(
     swap_probability: float = 1.0,
     noise: SwapNoise | None = None,
     delay: int = 0,
+    run_cutoff: int | None = None,
+    werner_cutoff: float | None = None,
 ) -> Distribution:
-    """Distribution of the pair made by swapping the outputs of two sub-chains."""
+    """Distribution of the pair made by swapping the outputs of two sub-chains.
+
+    Cut-offs of Li, Coopmans & Elkouss (IEEE TQE 2, 1 (2021), Sec. III): ``cutoff`` on the
+    waiting-time difference (memory time), ``run_cutoff`` on the inputs' completion times (run
+    time: an input not ready ``r`` attempts after the join started restarts the join at ``r``),
+    ``werner_cutoff`` on the inputs' Werner parameter (fidelity: a stored pair is discarded when
+    its decayed ``E[w | T]`` would fall below the threshold). Any combination applies; the join
+    then fails at the earliest of their deadlines.
+    """
     pa, pb = a.pmf, b.pmf
-    s = pa * _window(pb, cutoff) + pb * (_window(pa, cutoff) - pa)
-    sw = np.empty_like(a.weighted)
-    for c in range(3):
-        wa, wb = a.weighted[c], b.weighted[c]
-        sw[c] = wa * _decayed_window(wb, float(decay[c]), cutoff) + wb * (
-            _decayed_window(wa, float(decay[c]), cutoff) - wa
-        )
-    f = np.zeros_like(pa)
-    if cutoff is not None and cutoff + 1 < pa.size:
-        surv_a = np.clip(1.0 - np.cumsum(pa), 0.0, None)
-        surv_b = np.clip(1.0 - np.cumsum(pb), 0.0, None)
-        f = _shift(pa, cutoff) * surv_b + _shift(pb, cutoff) * surv_a
+    if werner_cutoff is None:
+        s = pa * _window(pb, cutoff) + pb * (_window(pa, cutoff) - pa)
+        sw = np.empty_like(a.weighted)
+        for c in range(3):
+            wa, wb = a.weighted[c], b.weighted[c]
+            sw[c] = wa * _decayed_window(wb, float(decay[c]), cutoff) + wb * (
+                _decayed_window(wa, float(decay[c]), cutoff) - wa
+            )
+        f = np.zeros_like(pa)
+        if cutoff is not None and cutoff + 1 < pa.size:
+            surv_a = np.clip(1.0 - np.cumsum(pa), 0.0, None)
+            surv_b = np.clip(1.0 - np.cumsum(pb), 0.0, None)
+            f = _shift(pa, cutoff) * surv_b + _shift(pb, cutoff) * surv_a
+    else:
+        s, sw, f = _join_windows(a, b, decay=decay, cutoff=cutoff, threshold=werner_cutoff)
+    if run_cutoff is not None and run_cutoff < pa.size:
+        r = int(run_cutoff)
+        s = s.copy()
+        sw = sw.copy()
+        s[r + 1 :] = 0.0
+        sw[:, r + 1 :] = 0.0
+        f = f.copy()
+        f[r + 1 :] = 0.0
+        # every try whose inputs are not both ready by r (including mass beyond the
+        # truncation) and that no earlier deadline ended fails at r
+        f[r] = max(0.0, 1.0 - float(s[: r + 1].sum()) - float(f[:r].sum()))
     g, gw = _finish(
         s,
         sw,
@@ -202,6 +226,86 @@ def join_swap(
         noise=None if noise is None else noise.factors,
     )
     return Distribution(pmf=g, weighted=gw)
+
+
+def _join_windows(
+    a: Distribution,
+    b: Distribution,
+    *,
+    decay: FloatArray,
+    cutoff: int | None,
+    threshold: float,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Success, weighted success and failure-time arrays of a join in which each input, once
+    ready at ``t``, may wait its own window ``c(t)`` (fidelity cut-off, capped by the memory
+    cut-off; ``c = -1``: discarded on arrival). All O(M): windows are range additions done with
+    difference arrays, and decayed ones with a one-pole filter whose start and stop impulses
+    are both bounded by 1 (no tilting).
+
+    With the earlier input ``A`` at ``t1`` and the later ``B`` at ``t2``: ``A`` bad -> fail at
+    ``t1``; ``t2 > t1 + c_A(t1)`` -> fail at ``t1 + c_A``; ``B`` bad -> fail at ``t2``; else
+    success at ``t2`` with ``W_A(t1) e^{-g (t2 - t1)} W_B(t2)``. Equal times succeed when both
+    are good (Li et al. 2021, Table 1, FID).
+    """
+    m = a.pmf.size
+    cap = m if cutoff is None else min(int(cutoff), m)
+    idx = np.arange(m)
+
+    def windows(d: Distribution) -> npt.NDArray[np.int64]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cond = np.where(d.pmf > 0, d.weighted / np.where(d.pmf > 0, d.pmf, 1.0), 1.0)
+
+        def after(x: FloatArray) -> FloatArray:
+            return np.asarray((cond * np.exp(-decay[:, None] * x[None, :])).mean(axis=0))
+
+        return werner_window(after, threshold=threshold, cap=cap, size=m)
+
+    def spans(p: FloatArray, c: npt.NDArray[np.int64]) -> FloatArray:
+        # sum over earlier t1 < t with t - t1 <= c(t1) of p(t1)
+        good = c >= 0
+        diff = np.zeros(m + 1)
+        np.add.at(diff, (idx + 1)[good], p[good])
+        stop = idx + c + 1
+        np.add.at(diff, np.minimum(stop, m)[good], -p[good])
+        return np.asarray(np.cumsum(diff)[:m])
+
+    def decayed_spans(w: FloatArray, c: npt.NDArray[np.int64], g: float) -> FloatArray:
+        r = math.exp(-g)
+        good = c >= 0
+        x = np.zeros(m + 1)
+        np.add.at(x, (idx + 1)[good], w[good] * r)
+        stop = (idx + c + 1)[good]
+        inside = stop < m
+        fall = w[good] * np.exp(-g * (c[good] + 1.0))
+        np.add.at(x, stop[inside], -fall[inside])
+        return np.asarray(lfilter([1.0], [1.0, -r], x[:m]))
+
+    ca, cb = windows(a), windows(b)
+    ga, gb = (ca >= 0).astype(float), (cb >= 0).astype(float)
+    pa, pb = a.pmf, b.pmf
+    win_a, win_b = spans(pa, ca), spans(pb, cb)
+    s = pa * ga * pb * gb + pb * gb * win_a + pa * ga * win_b
+    sw = np.empty_like(a.weighted)
+    for k in range(3):
+        wa, wb = a.weighted[k], b.weighted[k]
+        g = float(decay[k])
+        sw[k] = (
+            wa * ga * wb * gb
+            + wb * gb * decayed_spans(wa, ca, g)
+            + (wa * ga * decayed_spans(wb, cb, g))
+        )
+    surv_a = np.clip(1.0 - np.cumsum(pa), 0.0, None)
+    surv_b = np.clip(1.0 - np.cumsum(pb), 0.0, None)
+    # discarded on arrival (the other later or at the same time)
+    f = pa * (1 - ga) * surv_b + pb * (1 - gb) * surv_a + pa * pb * (1.0 - ga * gb)
+    # a window runs out before the other input arrives
+    for p, c, surv in ((pa, ca, surv_b), (pb, cb, surv_a)):
+        end = idx + c
+        ok = (c >= 0) & (end < m)
+        np.add.at(f, end[ok], p[ok] * surv[end[ok]])
+    # the later input is bad on arrival, the earlier one still within its window
+    f = f + pb * (1 - gb) * win_a + pa * (1 - ga) * win_b
+    return np.clip(s, 0.0, None), sw, f
 
 
 def elementary(segment: Segment, m: int) -> Distribution:
@@ -248,9 +352,11 @@ def purified_elementary(
 class NestedPlan:
     """Everything the exact and Monte-Carlo engines need for a nested-doubling chain.
 
-    ``cutoffs[k]``/``delays[k]``: cut-off (attempts, None for none) and classical delay of the
-    joins at level ``k`` (level 0 joins elementary pairs); ``purify``/``purify_cutoff``/
-    ``purify_delay``: optional segment-level purification.
+    ``cutoffs[k]``/``delays[k]``: memory-time cut-off (attempts, None for none) and classical
+    delay of the joins at level ``k`` (level 0 joins elementary pairs); ``run_cutoffs[k]``
+    (attempts) and ``werner_cutoffs[k]`` (Werner threshold): Li et al.'s run-time and fidelity
+    cut-offs of that level (empty: none); ``purify``/``purify_cutoff``/``purify_delay``:
+    optional segment-level purification.
     """
 
     segments: tuple[Segment, ...]
@@ -261,6 +367,8 @@ class NestedPlan:
     purify: str | None = None
     purify_cutoff: int | None = None
     purify_delay: int = 0
+    run_cutoffs: tuple[int | None, ...] = ()
+    werner_cutoffs: tuple[float | None, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.segments)
@@ -271,6 +379,18 @@ class NestedPlan:
         levels = n.bit_length() - 1
         if len(self.cutoffs) != levels or len(self.delays) != levels:
             raise ParameterError(f"need {levels} cut-offs and delays, one per nesting level")
+        for name in ("run_cutoffs", "werner_cutoffs"):
+            cuts = getattr(self, name)
+            if not cuts:
+                object.__setattr__(self, name, (None,) * levels)
+            elif len(cuts) != levels:
+                raise ParameterError(f"need {levels} {name.replace('_', ' ')}, one per level")
+        for r in self.run_cutoffs:
+            if r is not None and (int(r) != r or r < 0):
+                raise ParameterError(f"run-time cut-off must be a whole number >= 0, got {r!r}")
+        for w in self.werner_cutoffs:
+            if w is not None and not 0.0 < w <= 1.0:
+                raise ParameterError(f"Werner cut-off must lie in (0, 1], got {w!r}")
         if not 0.0 < self.swap_probability <= 1.0:
             raise ParameterError(
                 f"swap probability must lie in (0, 1], got {self.swap_probability}"
@@ -298,11 +418,20 @@ class NestedPlan:
             m *= 3.0
             if with_cutoffs and self.purify_cutoff is not None:
                 m = _with_cutoff(m / 3.0, self.purify_cutoff) * 3.0
+        w_cut = self.werner_cutoffs[0] if self.levels else None
+        if with_cutoffs and w_cut is not None and not self.purify:
+            f0 = np.stack([s.f0 for s in self.segments])
+            if np.all(f0 >= 0) and w_cut > float(f0.mean(axis=1).max()):
+                return math.inf  # storage only lowers non-negative correlators
         for k in range(self.levels):
             c = self.cutoffs[k]
             joined = 1.5 * m
             if with_cutoffs and c is not None:
                 joined = _with_cutoff(m, c)
+            r = self.run_cutoffs[k]
+            if with_cutoffs and r is not None:
+                ready = (-math.expm1(-r / m)) ** 2
+                joined = math.inf if ready <= 0 else joined + (1.0 / ready - 1.0) * r
             m = (joined + self.delays[k]) / self.swap_probability
         return m
 
@@ -313,6 +442,9 @@ class NestedPlan:
         for k in range(self.levels):
             c = self.cutoffs[k]
             success = 1.0 if c is None else -math.expm1(-(c + 1.0) / m)
+            r = self.run_cutoffs[k]
+            if r is not None:
+                success *= (-math.expm1(-r / m)) ** 2
             worst = min(worst, success * self.swap_probability)
             joined = 1.5 * m if c is None else _with_cutoff(m, c)
             m = (joined + self.delays[k]) / self.swap_probability
@@ -353,6 +485,8 @@ def nested_distribution(plan: NestedPlan, m: int) -> Distribution:
                 swap_probability=plan.swap_probability,
                 noise=plan.noise,
                 delay=plan.delays[k],
+                run_cutoff=plan.run_cutoffs[k],
+                werner_cutoff=plan.werner_cutoffs[k],
             )
             for i in range(0, len(layer), 2)
         ]
@@ -377,6 +511,8 @@ def _homogeneous(plan: NestedPlan, m: int) -> Distribution:
             swap_probability=plan.swap_probability,
             noise=plan.noise,
             delay=plan.delays[k],
+            run_cutoff=plan.run_cutoffs[k],
+            werner_cutoff=plan.werner_cutoffs[k],
         )
     return d
 

@@ -38,7 +38,7 @@ from qrepeater._random import as_generator
 from qrepeater.errors import ParameterError
 from qrepeater.repeater.exact import NestedPlan
 from qrepeater.repeater.purification import purify
-from qrepeater.repeater.segments import MemoryModel, Segment, SwapNoise
+from qrepeater.repeater.segments import MemoryModel, Segment, SwapNoise, werner_window
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -165,24 +165,67 @@ class _Nested:
                 )
         raise ParameterError("no end-to-end pair in any reasonable time (joins keep failing)")
 
+    def _werner_after(self, b: _Batch) -> Callable[[FloatArray], FloatArray]:
+        def after(d: FloatArray) -> FloatArray:
+            f = b.f * _ion(self.xy, self.z, b.age_l + d) * _ion(self.xy, self.z, b.age_r + d)
+            return np.asarray(f.mean(axis=0))
+
+        return after
+
+    def _deadlines(
+        self, k: int, left: _Batch, right: _Batch
+    ) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+        """Which tries of the join at level ``k`` a cut-off ends, and when (Li et al. 2021):
+        memory time (the earlier pair waits more than ``c``), fidelity (a pair's own Werner
+        parameter, from its history, falls below the threshold: on arrival, or while the
+        earlier one waits), run time (an input not ready by ``r``); the earliest deadline
+        applies."""
+        plan = self.plan
+        c = plan.cutoffs[k]
+        w_cut = plan.werner_cutoffs[k]
+        r = plan.run_cutoffs[k]
+        m = left.t.size
+        inf = np.full(m, np.inf)
+        early = np.minimum(left.t, right.t)
+        late = np.maximum(left.t, right.t)
+        window = inf.copy() if c is None else np.full(m, float(c))
+        fail_at = inf.copy()
+        if w_cut is not None:
+            big = np.iinfo(np.int64).max // 4 if c is None else int(c)
+            wl = werner_window(self._werner_after(left), threshold=w_cut, cap=big, size=m)
+            wr = werner_window(self._werner_after(right), threshold=w_cut, cap=big, size=m)
+            left_first = left.t <= right.t
+            w_early = np.where(left_first, wl, wr).astype(np.float64)
+            w_late = np.where(left_first, wr, wl).astype(np.float64)
+            same = left.t == right.t
+            bad_now = (w_early < 0) | (same & (w_late < 0))
+            fail_at = np.where(bad_now, early, fail_at)
+            window = np.minimum(window, np.where(w_early < 0, np.inf, w_early))
+            late_bad = ~bad_now & (late - early <= window) & (w_late < 0)
+            fail_at = np.where(late_bad, late, fail_at)
+        expired = late - early > window
+        fail_at = np.where(expired, np.minimum(fail_at, early + window), fail_at)
+        if r is not None:
+            fail_at = np.where(late > r, np.minimum(fail_at, float(r)), fail_at)
+        return np.isfinite(fail_at), fail_at
+
     def level(self, k: int, first: int, n: int) -> _Batch:
         if k == 0:
             return self.elementary(self.plan.segments[first], n)
         plan = self.plan
         half = 1 << (k - 1)
-        c = plan.cutoffs[k - 1]
         delay = float(plan.delays[k - 1])
         a = plan.swap_probability
 
         def tries(m: int) -> tuple[npt.NDArray[np.bool_], FloatArray, FloatArray, _Batch]:
             left = self.level(k - 1, first, m)
             right = self.level(k - 1, first + half, m)
-            d = np.abs(left.t - right.t)
-            cut = np.zeros(m, dtype=bool) if c is None else d > c
             t = np.maximum(left.t, right.t)
+            cut, fail_at = self._deadlines(k - 1, left, right)
             ok = ~cut & (self.rng.random(m) < a) if a < 1 else ~cut
-            # the swap (successful or not) is known at t + delay; a cut-off failure at min + c
-            fail_t = np.where(cut, np.minimum(left.t, right.t) + (c or 0), t + delay)
+            # the swap (successful or not) is known at t + delay; a cut-off ends the try at
+            # its deadline
+            fail_t = np.where(cut, fail_at, t + delay)
             wl = t - left.t
             wr = t - right.t
             frozen = _ion(self.xy, self.z, left.age_r + wl) * _ion(

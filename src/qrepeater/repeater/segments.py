@@ -84,10 +84,10 @@ def werner_parameter(f: npt.ArrayLike) -> FloatArray:
     return np.asarray((a[0] + a[1] + a[2]) / 3.0)
 
 
-def _h(p: float) -> float:
+def _h(p: float, base: float = 2.0) -> float:
     if p <= 0.0 or p >= 1.0:
         return 0.0
-    return -(p * math.log2(p) + (1.0 - p) * math.log2(1.0 - p))
+    return -(p * math.log(p) + (1.0 - p) * math.log1p(-p)) / math.log(base)
 
 
 def chsh_qber(f: npt.ArrayLike) -> tuple[float, float]:
@@ -99,16 +99,17 @@ def chsh_qber(f: npt.ArrayLike) -> tuple[float, float]:
     return min(s, TSIRELSON), q
 
 
-def bb84_secret_fraction(f: npt.ArrayLike) -> float:
-    """Asymptotic BB84/six-state-free secret fraction ``max(0, 1 - h(Q_X) - h(Q_Z))`` (log2).
+def bb84_secret_fraction(f: npt.ArrayLike, *, base: float = 2.0) -> float:
+    """Asymptotic BB84 secret fraction ``max(0, 1 - h(Q_X) - h(Q_Z))``.
 
     Shor & Preskill, PRL 85, 441 (2000); for Werner pairs it is ``1 - 2 h((1 - w)/2)``, the
-    fraction Li et al. (IEEE TQE 2, 1 (2021)) and Brand et al. (2020) use with ``log2``.
+    fraction of Brand et al. (2020) and Li et al. (2021). ``base=2`` is the key in bits; Li et
+    al.'s published code takes ``h`` in nats (``base=e``), which only serves to compare with it.
     """
     a = np.asarray(f, dtype=np.float64)
     qx = min(max((1.0 - float(a[0])) / 2.0, 0.0), 1.0)
     qz = min(max((1.0 - float(a[2])) / 2.0, 0.0), 1.0)
-    return max(0.0, 1.0 - _h(qx) - _h(qz))
+    return max(0.0, 1.0 - _h(qx, base) - _h(qz, base))
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,45 @@ class Segment:
         return (lambda t: np.exp(-0.5 * gx * t)), (lambda t: np.exp(-0.5 * gz * t))
 
 
+def werner_window(
+    werner_after: Callable[[FloatArray], FloatArray],
+    *,
+    threshold: float,
+    cap: npt.ArrayLike,
+    size: int,
+) -> npt.NDArray[np.int64]:
+    """Fidelity cut-off window of stored pairs (Li, Coopmans & Elkouss, IEEE TQE 2, 1 (2021),
+    the FID cut-off): ``-1`` where a pair's Werner parameter is already below ``threshold`` on
+    arrival, else the longest further wait ``d <= cap`` (whole attempts) after which it is still
+    ``>= threshold``.
+
+    ``werner_after(d)`` is the Werner parameter of each of ``size`` pairs after waiting ``d``
+    more attempts (non-increasing in ``d``); solved by a vectorised bisection on integers, so
+    any memory law works (for one exponential rate ``g`` it is ``floor(ln(w/threshold)/g)``).
+    """
+    cap_arr = np.broadcast_to(np.asarray(cap, dtype=np.int64), (size,))
+    lo = np.where(werner_after(np.zeros(size)) >= threshold, 0, -1).astype(np.int64)
+    # galloping search: probe lo + 1, 2, 4, ... (capped) until a probe fails, then bisect
+    hi = np.where((lo < 0) | (cap_arr <= 0), lo, -2)  # -2: no failing probe found yet
+    step = np.ones(size, dtype=np.int64)
+    while np.any(hi == -2):
+        open_ = hi == -2
+        probe = np.minimum(lo + step, cap_arr)
+        good = werner_after(probe.astype(np.float64)) >= threshold
+        lo = np.where(open_ & good, probe, lo)
+        hi = np.where(open_ & good & (probe >= cap_arr), probe, hi)
+        hi = np.where(open_ & ~good, probe, hi)
+        step = step * 2
+    while True:
+        live = hi - lo > 1
+        if not np.any(live):
+            return lo
+        mid = (lo + hi) // 2
+        good = werner_after(mid.astype(np.float64)) >= threshold
+        lo = np.where(live & good, mid, lo)
+        hi = np.where(live & ~good, mid, hi)
+
+
 def segment_from_link(
     link: object,
     *,
@@ -290,4 +330,5 @@ __all__ = [
     "swap",
     "werner_parameter",
     "werner_vector",
+    "werner_window",
 ]
