@@ -176,9 +176,9 @@ class ReconcileConfig:
 
     block_length: int = 120_000
     min_block_length: int = 15_000
-    target_efficiency: float = 1.065
+    target_efficiency: float = 1.06
     puncture_range: float = 0.06
-    reveal_step: float = 0.015
+    reveal_step: float = 0.010
     reveal_growth: float = 1.2
     max_reveals: int = 1000
     bp_max_iter: int = 80
@@ -587,7 +587,9 @@ class _Layout:
         self.short = np.sort(rng.choice(cand, size=s, replace=False)) if s else cand[:0]
         self.short_values = rng.integers(0, 2, size=s, dtype=np.uint8)
         free[self.short] = False
-        self.key = np.flatnonzero(free)
+        # key bits go to code positions in a public pseudo-random order (an interleaver), so
+        # error rates that drift along the key spread over all degree classes of the code
+        self.key = rng.permutation(np.flatnonzero(free))
         sent = np.ones(code.m, dtype=bool)
         sent[self.pivots] = False
         self.sent_rows = np.flatnonzero(sent)
