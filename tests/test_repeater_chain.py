@@ -62,7 +62,27 @@ def test_calibrated_memory_channel_differs_from_the_exponential_surrogate(preset
     assert cal.correlators["xx"] == pytest.approx(exp.correlators["xx"], rel=1e-12)
     assert abs(cal.correlators["zz"]) < abs(exp.correlators["zz"])
     with pytest.raises(ParameterError, match="monte-carlo"):
-        Chain.from_preset(preset, memory_model="calibrated", **kw).evaluate("exact")  # type: ignore[arg-type]
+        Chain.from_preset(  # type: ignore[misc]
+            preset, memory_model="calibrated", total_km=40.0, segments=4, delays=False
+        ).evaluate("exact")
+
+
+@pytest.mark.parametrize("cutoff_s", [None, 0.5])
+def test_exact_engine_follows_the_calibrated_memory_for_one_swap(preset, cutoff_s) -> None:  # type: ignore[no-untyped-def]
+    """One swap of elementary pairs: the per-qubit linear <ZZ> law enters the exact engine as
+    a join kernel (delays included) and agrees with the Monte-Carlo engine's ion-by-ion
+    channel; <XX> (exponential in both models) is unchanged from the surrogate."""
+    kw = {"total_km": 20.0, "segments": 2, "cutoff_s": cutoff_s}
+    cal = Chain.from_preset(preset, memory_model="calibrated", **kw)  # type: ignore[arg-type]
+    ex = cal.evaluate("exact", tol=1e-9)
+    mc = cal.evaluate("monte-carlo", n=40_000, seed=21)
+    se_t = float(mc.truncation["mean_wait_stderr_attempts"])  # type: ignore[arg-type]
+    assert abs(mc.mean_wait_attempts - ex.mean_wait_attempts) < 4.5 * se_t
+    se_f = float(mc.truncation["fidelity_stderr"])  # type: ignore[arg-type]
+    assert abs(mc.fidelity - ex.fidelity) < 4.5 * se_f
+    surrogate = Chain.from_preset(preset, **kw).evaluate("exact", tol=1e-9)  # type: ignore[arg-type]
+    assert ex.correlators["xx"] == pytest.approx(surrogate.correlators["xx"], rel=1e-9)
+    assert abs(ex.correlators["zz"]) < abs(surrogate.correlators["zz"]) - 1e-3
 
 
 def test_longer_coherence_improves_the_delivered_state(preset) -> None:  # type: ignore[no-untyped-def]
@@ -148,11 +168,14 @@ def test_requirements_bisection_is_tight(preset) -> None:  # type: ignore[no-unt
     assert r.segments == 2
     assert r.at_requirement is not None
     assert float(r.at_requirement["fidelity"]) > 0.5
+    # one swap: the solver follows the calibrated memory channel exactly
+    assert r.at_requirement["memory_model"] == "calibrated"
     below = Chain.from_preset(
         preset,
         total_km=100.0,
         segments=2,
         alpha=0.1,
+        memory_model="calibrated",
         cutoff_s=r.cutoff_s,
         coherence_time_s=r.coherence_time_s / 1.02,
         zz_decay_per_s=preset.hardware.memory.zz_decay_per_s
@@ -235,3 +258,20 @@ def test_outlook_rows_and_figure(preset) -> None:  # type: ignore[no-untyped-def
     assert rows[1].model > preset.hardware.memory.coherence_time_s
     fig = fig_chain_distance(ctx)
     assert len(fig.axes) == 2
+
+
+def test_requirements_memory_law_policy(preset) -> None:  # type: ignore[no-untyped-def]
+    kw = {"total_km": 100.0, "target": "f-above-half", "alphas": (0.1,), "cutoffs": (2.0,)}
+    strict = requirements(preset, segments=(4,), memory_model="calibrated", **kw)  # type: ignore[arg-type]
+    assert not strict.reachable
+    assert strict.evaluations >= 1
+    assert [s["segments"] for s in strict.skipped] == [4]
+    assert "N <= 2" in str(strict.skipped[0]["reason"])
+    surrogate = requirements(preset, segments=(2,), memory_model="exponential", **kw)  # type: ignore[arg-type]
+    assert surrogate.at_requirement is not None
+    assert surrogate.at_requirement["memory_model"] == "exponential"
+    # the linear <ZZ> law decays faster than its exponential surrogate: it needs more coherence
+    calibrated = requirements(preset, segments=(2,), **kw)  # type: ignore[arg-type]
+    assert calibrated.coherence_time_s > surrogate.coherence_time_s
+    with pytest.raises(ParameterError, match="memory model"):
+        requirements(preset, segments=(2,), memory_model="linear", **kw)  # type: ignore[arg-type]

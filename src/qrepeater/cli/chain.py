@@ -301,6 +301,13 @@ def requirements_cmd(
         str | None,
         typer.Option("--purify", help="Segment-level purification in every candidate: dejmps."),
     ] = None,
+    memory_model: Annotated[
+        str,
+        typer.Option(
+            "--memory-model",
+            help="auto (calibrated where exact: N <= 2), exponential or calibrated.",
+        ),
+    ] = "auto",
     json: JsonOpt = False,
 ) -> None:
     """Smallest memory coherence time (and best N, alpha, cut-off) reaching a target."""
@@ -323,6 +330,7 @@ def requirements_cmd(
         segments=[int(n) for n in ns if n is not None],
         alphas=al,
         purify=purify,
+        memory_model=memory_model,  # type: ignore[arg-type]
     )
     if json:
         print_json(r.to_dict())

@@ -21,6 +21,7 @@ at the chain's node attempt rate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -97,7 +98,8 @@ class Chain:
     ``delays``: include classical communication (swap outcomes reaching the end nodes of the
     sub-chain, purification outcomes exchanged across the segment) at the fibre group velocity;
     ``readout_shrink``: per-qubit readout shrink at the end nodes (1 for abstract chains);
-    ``memory_model``: ``exponential`` (both engines) or ``calibrated`` (Monte Carlo only).
+    ``memory_model``: ``exponential`` (both engines) or ``calibrated`` (Monte Carlo; the exact
+    engine for ``N <= 2``).
     """
 
     segments: tuple[Segment, ...]
@@ -403,19 +405,32 @@ class Chain:
         )
 
     def _covered_by_exact(self) -> bool:
-        return (self.protocol == "nested" or self.n_segments <= 2) and (
-            self.memory_model == "exponential"
+        if self.protocol != "nested" and self.n_segments > 2:
+            return False
+        if self.memory_model == "exponential":
+            return True
+        return (
+            self.n_segments <= 2
+            and self.purify is None
+            and all(w is None for w in self._per_level(self.werner_cutoff))
         )
 
     # ---- engines -------------------------------------------------------------------------
     def exact(self, *, tol: float = 1e-6) -> Distribution:
-        """Exact distribution (nested chains; swap-asap with N <= 2 is the same protocol)."""
+        """Exact distribution (nested chains; swap-asap with N <= 2 is the same protocol).
+
+        The calibrated memory channel (not a semigroup) is exact for one swap of elementary
+        pairs (``N <= 2``; :func:`~qrepeater.repeater.exact.calibrated_kernel`); longer chains
+        need the exponential model here, or the Monte-Carlo engine.
+        """
         if not self._covered_by_exact():
             raise ParameterError(
                 "the exact engine covers nested chains (and N <= 2) with the exponential memory "
-                "model; use the monte-carlo engine"
+                "model, and the calibrated memory for N <= 2 without purification or fidelity "
+                "cut-off; use the monte-carlo engine"
             )
         plan = self.nested_plan() if self.protocol == "nested" else self._asap_as_nested()
+        plan = dataclasses.replace(plan, memory_model=self.memory_model)
         return solve(plan, tol=tol, max_truncation=MAX_TRUNCATION)
 
     def _asap_as_nested(self, *, rough: bool = False) -> NestedPlan:

@@ -42,7 +42,7 @@ from scipy.signal import fftconvolve, lfilter
 
 from qrepeater.errors import ParameterError
 from qrepeater.repeater.purification import purify
-from qrepeater.repeater.segments import Segment, SwapNoise, werner_window
+from qrepeater.repeater.segments import MemoryModel, Segment, SwapNoise, werner_window
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -124,6 +124,30 @@ def _decayed_window(x: FloatArray, g: float, c: int | None) -> FloatArray:
     return y
 
 
+def _kernel_window(x: FloatArray, k: FloatArray) -> FloatArray:
+    """``y[t] = sum_{d=0}^{len(k)-1} x[t-d] k[d]`` (FFT convolution, truncated to ``len(x)``)."""
+    return np.asarray(fftconvolve(x, k)[: x.size])
+
+
+def calibrated_kernel(segment: Segment, m: int, *, delay: int) -> FloatArray:
+    """Join kernel of two fresh pairs under the memory's own per-qubit channel.
+
+    With per-qubit Bloch shrinks ``s_c(a)`` after storage ``a`` (:meth:`Segment.ion_shrinks`,
+    ``calibrated``: ``exp(-a/2 tau)`` and ``sqrt((1 - kappa a)_+)``, the channel of
+    :class:`qrepeater.link.storage.StoredLink`), the older pair's inner qubit is measured after
+    ``d``, its outer qubit is read ``d + D`` after its herald, the younger pair's outer qubit
+    ``D`` after its own: ``K_c(d) = s_c(d) s_c(d + D) s_c(D)``. Exact for the first nesting
+    level (inputs are elementary pairs, whose qubits are fresh on arrival); beyond it the
+    outer qubits' ages depend on the sub-chain's history, which the distribution does not carry.
+    """
+    xy, z = segment.ion_shrinks("calibrated")
+    d = np.arange(m, dtype=np.float64)
+    out = np.empty((3, m))
+    for c, fn in enumerate((xy, xy, z)):
+        out[c] = fn(d) * fn(d + delay) * fn(np.full(1, float(delay)))[0]
+    return out
+
+
 def _shift(x: FloatArray, k: int) -> FloatArray:
     """``y[t] = x[t - k]`` (zeros shifted in), along the last axis."""
     if k == 0:
@@ -179,8 +203,15 @@ def join_swap(
     delay: int = 0,
     run_cutoff: int | None = None,
     werner_cutoff: float | None = None,
+    kernel: FloatArray | None = None,
 ) -> Distribution:
     """Distribution of the pair made by swapping the outputs of two sub-chains.
+
+    ``kernel[c, d]`` (optional): the factor on correlator ``c`` of the delivered pair when the
+    older input waited ``d`` attempts, everything up to delivery included (the classical delay
+    too); it replaces the per-pair exponential ``exp(-g d)`` and the delay's ``exp(-g D)``, so
+    a memory law that is not a semigroup is exact for one swap of fresh pairs
+    (:func:`calibrated_kernel`).
 
     Cut-offs of Li, Coopmans & Elkouss (IEEE TQE 2, 1 (2021), Sec. III): ``cutoff`` on the
     waiting-time difference (memory time), ``run_cutoff`` on the inputs' completion times (run
@@ -190,14 +221,20 @@ def join_swap(
     then fails at the earliest of their deadlines.
     """
     pa, pb = a.pmf, b.pmf
+    if kernel is not None and werner_cutoff is not None:
+        raise ParameterError("the fidelity cut-off needs the exponential memory model")
     if werner_cutoff is None:
         s = pa * _window(pb, cutoff) + pb * (_window(pa, cutoff) - pa)
         sw = np.empty_like(a.weighted)
         for c in range(3):
             wa, wb = a.weighted[c], b.weighted[c]
-            sw[c] = wa * _decayed_window(wb, float(decay[c]), cutoff) + wb * (
-                _decayed_window(wa, float(decay[c]), cutoff) - wa
-            )
+            if kernel is None:
+                sw[c] = wa * _decayed_window(wb, float(decay[c]), cutoff) + wb * (
+                    _decayed_window(wa, float(decay[c]), cutoff) - wa
+                )
+            else:
+                k = kernel[c] if cutoff is None else kernel[c, : cutoff + 1]
+                sw[c] = wa * _kernel_window(wb, k) + wb * (_kernel_window(wa, k) - wa * k[0])
         f = np.zeros_like(pa)
         if cutoff is not None and cutoff + 1 < pa.size:
             surv_a = np.clip(1.0 - np.cumsum(pa), 0.0, None)
@@ -220,7 +257,7 @@ def join_swap(
         s,
         sw,
         f,
-        decay=decay,
+        decay=decay if kernel is None else np.zeros(3),
         delay=delay,
         swap_probability=swap_probability,
         noise=None if noise is None else noise.factors,
@@ -369,6 +406,7 @@ class NestedPlan:
     purify_delay: int = 0
     run_cutoffs: tuple[int | None, ...] = ()
     werner_cutoffs: tuple[float | None, ...] = ()
+    memory_model: MemoryModel = "exponential"
 
     def __post_init__(self) -> None:
         n = len(self.segments)
@@ -391,6 +429,12 @@ class NestedPlan:
         for w in self.werner_cutoffs:
             if w is not None and not 0.0 < w <= 1.0:
                 raise ParameterError(f"Werner cut-off must lie in (0, 1], got {w!r}")
+        if self.memory_model == "calibrated" and not self.exact_with_calibrated_memory:
+            raise ParameterError(
+                "the exact engine follows the calibrated memory channel for one swap of "
+                "elementary pairs (N <= 2, no purification, no fidelity cut-off); use the "
+                "monte-carlo engine"
+            )
         if not 0.0 < self.swap_probability <= 1.0:
             raise ParameterError(
                 f"swap probability must lie in (0, 1], got {self.swap_probability}"
@@ -399,6 +443,17 @@ class NestedPlan:
         for s in self.segments:
             if not np.allclose(s.decay, g) or s.dt_s != self.segments[0].dt_s:
                 raise ParameterError("all segments must share the attempt period and memory")
+
+    @property
+    def exact_with_calibrated_memory(self) -> bool:
+        """Whether the calibrated (non-semigroup) memory law is exact here: one nesting level,
+        elementary inputs, no fidelity cut-off."""
+        return (
+            self.levels <= 1
+            and not self.purify
+            and all(w is None for w in self.werner_cutoffs)
+            and all(s.ion_xy is not None and s.ion_z is not None for s in self.segments)
+        )
 
     @property
     def levels(self) -> int:
@@ -475,6 +530,7 @@ def nested_distribution(plan: NestedPlan, m: int) -> Distribution:
             )
         else:
             layer.append(elementary(seg, m))
+    kernel = _kernel_for(plan, m)
     for k in range(plan.levels):
         layer = [
             join_swap(
@@ -487,6 +543,7 @@ def nested_distribution(plan: NestedPlan, m: int) -> Distribution:
                 delay=plan.delays[k],
                 run_cutoff=plan.run_cutoffs[k],
                 werner_cutoff=plan.werner_cutoffs[k],
+                kernel=kernel,
             )
             for i in range(0, len(layer), 2)
         ]
@@ -502,6 +559,7 @@ def _homogeneous(plan: NestedPlan, m: int) -> Distribution:
         )
     else:
         d = elementary(seg, m)
+    kernel = _kernel_for(plan, m)
     for k in range(plan.levels):
         d = join_swap(
             d,
@@ -513,8 +571,15 @@ def _homogeneous(plan: NestedPlan, m: int) -> Distribution:
             delay=plan.delays[k],
             run_cutoff=plan.run_cutoffs[k],
             werner_cutoff=plan.werner_cutoffs[k],
+            kernel=kernel,
         )
     return d
+
+
+def _kernel_for(plan: NestedPlan, m: int) -> FloatArray | None:
+    if plan.memory_model != "calibrated" or plan.levels == 0:
+        return None
+    return calibrated_kernel(plan.segments[0], m, delay=plan.delays[0])
 
 
 def solve(
@@ -556,6 +621,7 @@ __all__ = [
     "MAX_TRUNCATION",
     "Distribution",
     "NestedPlan",
+    "calibrated_kernel",
     "elementary",
     "join_swap",
     "nested_distribution",

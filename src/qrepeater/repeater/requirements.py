@@ -10,6 +10,13 @@ coherence time found so far. The ``<ZZ>`` decay (pulse errors) either scales wit
 default, because with the calibrated ``kappa`` the ``<ZZ>`` decay alone caps every chain with
 seconds of storage) or stays at the preset's value (``scale="coherence-only"``).
 
+Memory law (``memory_model``): ``auto`` (default) follows the calibrated per-qubit channel
+(linear ``<ZZ>`` pulse-error law) wherever the exact engine can, i.e. chains of one swap
+(``N <= 2``) without purification, and the exponential surrogate of the same initial slopes
+elsewhere (it keeps more ``<ZZ>`` at long storage, so those requirements are optimistic);
+``calibrated`` skips the candidates it cannot follow; ``exponential`` uses the surrogate
+everywhere. Each reported configuration names the law it was evaluated with.
+
 Targets: ``f-above-half`` (mean delivered fidelity > 1/2), ``positive-key`` (asymptotic
 DI-QKD key per pair > 0), ``beat-plob`` (DI-QKD secret bits per second above the repeaterless
 PLOB bound over the same fibre at the node's attempt rate), ``beat-direct`` (pairs with fidelity
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from qrepeater.errors import ParameterError
 from qrepeater.repeater.chain import Chain, ChainResult
+from qrepeater.repeater.segments import MemoryModel
 
 if TYPE_CHECKING:
     from qrepeater.presets import Preset
@@ -32,6 +40,7 @@ if TYPE_CHECKING:
 Target = Literal["f-above-half", "positive-key", "beat-plob", "beat-direct"]
 TARGETS: tuple[str, ...] = ("f-above-half", "positive-key", "beat-plob", "beat-direct")
 Scale = Literal["memory", "coherence-only"]
+MemoryPolicy = Literal["auto", "exponential", "calibrated"]
 
 #: repeater chains (N = 1 is the elementary link itself, which stores nothing; it is reported as
 #: the repeaterless reference ``single_link``)
@@ -72,6 +81,7 @@ class Requirement:
     total_km: float
     scale: str
     purify: str | None
+    memory_model: str
     reachable: bool
     coherence_time_s: float
     zz_decay_per_s: float | None
@@ -91,6 +101,7 @@ class Requirement:
             "total_km": self.total_km,
             "scale": self.scale,
             "purify": self.purify,
+            "memory_model": self.memory_model,
             "reachable": self.reachable,
             "coherence_time_s": self.coherence_time_s if self.reachable else None,
             "zz_decay_per_s": self.zz_decay_per_s,
@@ -119,6 +130,7 @@ def requirements(
     tol: float = 1e-3,
     rel_precision: float = 0.02,
     max_truncation: int = 1 << 21,
+    memory_model: MemoryPolicy = "auto",
 ) -> Requirement:
     """Smallest coherence time (and the best ``N``, ``alpha``, cut-off) reaching ``target``.
 
@@ -134,6 +146,20 @@ def requirements(
         raise ParameterError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
     if scale not in ("memory", "coherence-only"):
         raise ParameterError(f"unknown scale {scale!r}; use memory or coherence-only")
+    if memory_model not in ("auto", "exponential", "calibrated"):
+        raise ParameterError(
+            f"unknown memory model {memory_model!r}; use auto, exponential or calibrated"
+        )
+
+    def law(n: int) -> MemoryModel | None:
+        """The memory law a candidate is evaluated with (None: not evaluable)."""
+        exact_calibrated = n <= 2 and purify is None
+        if memory_model == "exponential":
+            return "exponential"
+        if exact_calibrated:
+            return "calibrated"
+        return "exponential" if memory_model == "auto" else None
+
     p = preset if isinstance(preset, _Preset) else load_preset(str(preset))
     mem = p.hardware.memory
     tau0, kappa0 = mem.coherence_time_s, mem.zz_decay_per_s
@@ -156,12 +182,19 @@ def requirements(
             zz_decay_per_s=kappa,
             delays=True,
             purify=purify,
+            memory_model=law(n) or "exponential",
         )
+
+    def summary(r: ChainResult, n: int, a: float, c: float | None, met: bool) -> dict[str, object]:
+        return {**_summary(r, n, a, c, met), "memory_model": law(n)}
 
     def ok(n: int, alpha: float, cut: float | None, tau: float) -> tuple[bool, ChainResult | None]:
         nonlocal evaluations
         key = (n, alpha, cut)
         if key in skipped:
+            return False, None
+        if law(n) is None:
+            skipped[key] = "the exact engine follows the calibrated memory only for N <= 2"
             return False, None
         evaluations += 1
         try:
@@ -185,7 +218,7 @@ def requirements(
             continue
         score = _score(r, target)
         if best_today is None or score > best_today[0] or met:
-            best_today = (score, _summary(r, n, a, c, met))
+            best_today = (score, summary(r, n, a, c, met))
             if met:
                 break
     if best_today is not None:
@@ -194,7 +227,7 @@ def requirements(
     for a in alphas:  # the elementary link over the whole distance, no storage
         met, r = ok(1, a, None, tau0)
         if r is not None and (single is None or r.fidelity > float(str(single["fidelity"]))):
-            single = _summary(r, 1, a, None, met)
+            single = summary(r, 1, a, None, met)
 
     lo_tau, hi_tau = TAU_RANGE_S
     best: tuple[float, int, float, float | None, ChainResult] | None = None
@@ -205,7 +238,7 @@ def requirements(
         if best is None and r_lim is not None:
             score = _score(r_lim, target)
             if perfect is None or score > perfect[0]:
-                perfect = (score, _summary(r_lim, n, a, c, met))
+                perfect = (score, summary(r_lim, n, a, c, met))
         if not met:
             continue
         lo, hi = math.log(lo_tau), math.log(limit)
@@ -228,6 +261,7 @@ def requirements(
             total_km=float(total_km),
             scale=scale,
             purify=purify,
+            memory_model=memory_model,
             reachable=False,
             coherence_time_s=math.inf,
             zz_decay_per_s=None,
@@ -247,6 +281,7 @@ def requirements(
         total_km=float(total_km),
         scale=scale,
         purify=purify,
+        memory_model=memory_model,
         reachable=True,
         coherence_time_s=tau,
         zz_decay_per_s=kappa0 * tau0 / tau if scale == "memory" else kappa0,
@@ -256,7 +291,7 @@ def requirements(
         today=today,
         skipped=_skipped(skipped),
         single_link=single,
-        at_requirement=_summary(r, n, a, c, True),
+        at_requirement=summary(r, n, a, c, True),
         evaluations=evaluations,
     )
 
@@ -298,6 +333,7 @@ chain_requirements = requirements
 __all__ = [
     "DEFAULT_SEGMENTS",
     "TARGETS",
+    "MemoryPolicy",
     "Requirement",
     "chain_requirements",
     "meets",
