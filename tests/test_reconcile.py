@@ -428,3 +428,23 @@ def test_frame_success_sweep(mode: str, config: ReconcileConfig) -> None:
             res = reconcile(x, y, channel=PublicChannel(), seed=t, config=config, **kwargs)
             assert res.success, (mode, q, t)
             assert np.array_equal(res.bob_key, x)
+
+
+@pytest.mark.parametrize("q", [0.01, 0.036, 0.08])
+def test_bob_reads_the_qber_off_the_syndrome(q: float) -> None:
+    """Bob's decoder prior comes from the syndrome mismatch (no extra disclosure): a hint of
+    0.6 Q does not mislead it, and the estimate is within a few standard errors of the truth."""
+    rng = np.random.default_rng(int(q * 1e4))
+    n = 40_000
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    y = x ^ (rng.random(n) < q).astype(np.uint8)
+    true_q = float(np.mean(x != y))
+    ch = PublicChannel()
+    cfg = ReconcileConfig()
+    alice = AliceReconciler(x, qber=0.6 * q, channel=ch, config=cfg, rng=np.random.default_rng(1))
+    bob = BobReconciler(y, qber=0.6 * q, channel=ch, config=cfg)
+    alice.send_syndromes()
+    bob.receive_syndromes()
+    assert len(bob.syndrome_qbers) == bob.plan.frames
+    for est in bob.syndrome_qbers:
+        assert abs(est - true_q) < 0.15 * true_q + 0.002

@@ -705,6 +705,49 @@ class AliceReconciler:
         return bool(retry)
 
 
+def syndrome_qber(code: LdpcCode, lay: _Layout, target: U8, *, fallback: float) -> float:
+    """Bob's estimate of a frame's error rate from the syndrome mismatch ``t = H e``, which
+    costs no disclosure beyond the syndrome itself.
+
+    A check whose support holds ``d`` key bits and no punctured symbol (shortened ones are
+    known) is unsatisfied with probability ``(1 - (1 - 2Q)^d)/2`` on the BSC (Gallager, *Low-
+    Density Parity-Check Codes*, MIT Press 1963, Lemma 4.1); the moment equation over those
+    checks, monotone in ``Q``, is solved by bisection. Returns ``fallback`` when too few checks
+    are usable or the mismatch is saturated (then the rows carry no information on ``Q``).
+    """
+    H = code.H
+    rows = lay.sent_rows
+    ptr = np.asarray(H.indptr, dtype=np.int64)
+    kind = np.zeros(code.n, dtype=np.int8)  # 0 key, 1 shortened, 2 punctured
+    kind[lay.short] = 1
+    kind[lay.punct] = 2
+    cols = kind[np.asarray(H.indices)]
+    row_of = np.repeat(np.arange(code.m), np.diff(ptr))
+    d = np.bincount(row_of, weights=(cols == 0), minlength=code.m)[rows]
+    punct = np.bincount(row_of, weights=(cols == 2), minlength=code.m)[rows]
+    use = (punct == 0) & (d > 0)
+    if int(use.sum()) < 64:
+        return fallback
+    d = d[use]
+    ones = float(target[rows][use].sum())
+
+    def expected(q: float) -> float:
+        return float(((1.0 - (1.0 - 2.0 * q) ** d) / 2.0).sum())
+
+    lo, hi = 1e-5, 0.45
+    if ones <= expected(lo):
+        return lo
+    if ones >= expected(hi):
+        return fallback
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if expected(mid) < ones:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 class _Frame:
     """Bob's decoding problem of one frame (private to Bob)."""
 
@@ -759,6 +802,8 @@ class BobReconciler:
         self._checks: U8 = np.zeros(0, dtype=np.uint8)
         self._public_seed = 0
         self._still: list[int] = []
+        #: per frame, the QBER Bob reads off the syndrome mismatch (his decoder's prior)
+        self.syndrome_qbers: list[float] = []
 
     def receive_syndromes(self) -> None:
         """Receive seed, syndromes and checks; set up every frame's decoding problem."""
@@ -773,7 +818,6 @@ class BobReconciler:
             self._checks = unpack_bits(
                 self._channel.receive("bob", KIND_CHECK), cb * fp.frames
             ).reshape(fp.frames, cb)
-        llr_q = math.log((1.0 - fp.qber) / fp.qber)
         start = row = 0
         for i, size in enumerate(fp.key_bits):
             lay = layouts[i]
@@ -783,10 +827,12 @@ class BobReconciler:
             yt = np.zeros(code.n, dtype=np.uint8)
             yt[lay.key] = self._y[start : start + size]
             yt[lay.short] = lay.short_values
-            prior = np.full(code.n, llr_q, dtype=np.float32)
+            target = syn ^ code.syndrome(yt)
+            q = syndrome_qber(code, lay, target, fallback=fp.qber)
+            self.syndrome_qbers.append(q)
+            prior = np.full(code.n, math.log((1.0 - q) / q), dtype=np.float32)
             prior[lay.short] = _KNOWN_LLR
             prior[lay.punct] = 0.0
-            target = syn ^ code.syndrome(yt)
             self._frames.append(_Frame(lay, yt, target, prior, start))
             start += size
         self.pending = list(range(fp.frames))
