@@ -448,3 +448,39 @@ def test_bob_reads_the_qber_off_the_syndrome(q: float) -> None:
     assert len(bob.syndrome_qbers) == bob.plan.frames
     for est in bob.syndrome_qbers:
         assert abs(est - true_q) < 0.15 * true_q + 0.002
+
+
+def test_extension_rows_are_a_public_prefix_family(config: ReconcileConfig) -> None:
+    from qrepeater.qkdpp.codes import extended
+    from qrepeater.qkdpp.reconciliation import _code_for
+
+    _, code = _code_for(20_000, 0.03, config, None, None)
+    three = extended(code, 3, seed=7, degree=5)
+    five = extended(code, 5, seed=7, degree=5)
+    z = code.lift
+    assert three.m == code.m + 3 * z
+    assert five.m == code.m + 5 * z
+    assert (five.H[: three.m] != three.H).nnz == 0  # each extension is a prefix of the next
+    assert (three.H[: code.m] != code.H).nnz == 0  # the mother code's rows are untouched
+    np.testing.assert_array_equal(three.pivots, code.pivots)
+    rows = five.H[code.m :]
+    assert set(np.diff(rows.indptr).tolist()) <= {5}  # degree-5 rows (no dropped columns here)
+    other = extended(code, 3, seed=8, degree=5)
+    assert (other.H[code.m :] != three.H[code.m :]).nnz > 0  # the public seed picks the rows
+
+
+def test_extension_beats_revealing_key_bits_on_a_low_hint(config: ReconcileConfig) -> None:
+    """Hint 0.6 Q: once punctured symbols are spent, extension parities (each a parity of
+    five blocks of key bits) lower the leak against revealing key bits, and never cost a key."""
+    fs = {}
+    for ext in (True, False):
+        cfg = dataclasses.replace(config, extension=ext)
+        effs = []
+        for seed in range(3):
+            x, y = bsc_keys(20_000, 0.036, 100 + seed)
+            res = reconcile(x, y, qber=0.6 * 0.036, channel=PublicChannel(), seed=seed, config=cfg)
+            assert res.success
+            np.testing.assert_array_equal(res.bob_key, x)
+            effs.append(res.efficiency)
+        fs[ext] = float(np.mean(effs))
+    assert fs[True] < 0.85 * fs[False]

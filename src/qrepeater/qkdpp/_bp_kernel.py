@@ -392,6 +392,11 @@ class LayeredDecoder:
         return dec
 
     @property
+    def messages(self) -> int:
+        """Check messages a state holds (rows appended to ``H`` append theirs at the end)."""
+        return self._messages
+
+    @property
     def quasi_cyclic(self) -> bool:
         """Whether the block-row kernel is used."""
         return self._qc is not None

@@ -41,6 +41,7 @@ sparse matrix is re-expanded on load) in ``$QREPEATER_CACHE`` or ``~/.cache/qrep
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -69,6 +70,7 @@ __all__ = [
     "build_code",
     "capped",
     "default_cache_dir",
+    "extended",
     "four_cycle_count",
     "node_degrees",
     "rate_shifted",
@@ -591,6 +593,46 @@ class LdpcCode:
         if x.shape != (self.n,):
             raise ReconciliationError(f"expected {self.n} bits, got shape {x.shape}")
         return np.asarray((self.H @ x.astype(np.int64)) & 1, dtype=np.uint8)
+
+
+def extended(code: LdpcCode, blocks: int, *, seed: int, degree: int | None = None) -> LdpcCode:
+    """``code`` with ``blocks`` more block rows of parity checks (incremental redundancy).
+
+    Each extra block row has the code's mean base-row degree, at distinct base columns drawn
+    uniformly with random circulant shifts, block ``j`` from ``seed`` and ``j`` alone, so every
+    extension is a prefix of the next and both parties derive the same rows from the public
+    seed. Sending the ``lift`` syndrome bits of a new block discloses one bit per bit of leak
+    about a parity of many key bits, where revealing a key bit tells the decoder only ``h(Q)``
+    (rate-compatible extension of a mother code: M. R. Yazdani, A. H. Banihashemi, IEEE Trans.
+    Commun. 52, 1781 (2004), applied to blind reconciliation once punctured symbols run out).
+    The original rows keep their order, so decoder messages carry over.
+    """
+    if blocks <= 0:
+        return code
+    mb, nb = code.base_shape
+    z = code.lift
+    rows = np.asarray(code.base_rows, dtype=np.int64)
+    deg = max(2, min(nb, round(rows.size / mb) if degree is None else int(degree)))
+    new_r, new_c, new_s = [], [], []
+    for j in range(blocks):
+        rng = np.random.default_rng([code.seed, seed, 0x657874, j])
+        cols = np.sort(rng.choice(nb, size=deg, replace=False))
+        new_r.append(np.full(deg, mb + j, dtype=np.int64))
+        new_c.append(cols.astype(np.int64))
+        new_s.append(rng.integers(0, z, size=deg, dtype=np.int64))
+    base_rows = np.concatenate([rows, *new_r])
+    base_cols = np.concatenate([np.asarray(code.base_cols, dtype=np.int64), *new_c])
+    shifts = np.concatenate([np.asarray(code.shifts, dtype=np.int64), *new_s])
+    H = _expand(base_rows, base_cols, shifts, m=mb + blocks, n=nb, z=z, n_out=code.n)
+    return dataclasses.replace(
+        code,
+        H=H,
+        base_shape=(mb + blocks, nb),
+        base_rows=base_rows,
+        base_cols=base_cols,
+        shifts=shifts,
+        family=f"{code.family}+ext{blocks}",
+    )
 
 
 #: Constructions known to fail in this process (cache file name -> message).

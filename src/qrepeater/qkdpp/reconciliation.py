@@ -172,6 +172,13 @@ class ReconcileConfig:
       instead of being padded, starting at ``short_target_efficiency`` with reveal steps of
       ``short_reveal_step`` (short frames have a wide spread of decodable rates: fine steps
       stop close to each frame's own threshold).
+    * ``extension``: once a frame's punctured symbols are all revealed, further rounds send
+      syndrome bits of extra parity checks (:func:`~qrepeater.qkdpp.codes.extended`, whole
+      circulant blocks) instead of revealing key bits, which tell the decoder only ``h(Q)``
+      per disclosed bit (layered decoder only; the ``ldpc`` reference keeps revealing);
+      ``extension_degree`` circulants per extra block row (low: at QBERs of a few percent a
+      check of the mother code's degree 20-27 is unsatisfied almost half the time and tells the
+      decoder little).
     """
 
     block_length: int = 120_000
@@ -192,6 +199,8 @@ class ReconcileConfig:
     short_keys: bool = True
     short_target_efficiency: float = 1.0
     short_reveal_step: float = 0.01
+    extension: bool = True
+    extension_degree: int = 5
     family: CodeFamily = field(default_factory=CodeFamily)
     cache_dir: str | None = None
 
@@ -212,6 +221,10 @@ class ReconcileConfig:
             raise ReconciliationError(f"reveal_growth {self.reveal_growth} not in [1, 4]")
         if not 0 <= self.max_reveals <= 100_000:
             raise ReconciliationError(f"max_reveals {self.max_reveals} not in [0, 100000]")
+        if not 2 <= self.extension_degree <= 64:
+            raise ReconciliationError(
+                f"extension_degree must be in [2, 64], got {self.extension_degree}"
+            )
         if not 1 <= self.workers <= 256:
             raise ReconciliationError(f"workers must be in [1, 256], got {self.workers}")
         if self.bp_max_iter < 1:
@@ -575,8 +588,18 @@ class _Layout:
     untainted), then all key positions in a pseudo-random order from the public seed.
     """
 
-    def __init__(self, code: LdpcCode, frame_plan: FramePlan, frame: int, public_seed: int) -> None:
+    def __init__(
+        self,
+        code: LdpcCode,
+        frame_plan: FramePlan,
+        frame: int,
+        public_seed: int,
+        *,
+        extension_block: int = 0,
+    ) -> None:
         n, p = code.n, frame_plan.punctured
+        #: bits per extension block (0: reveal key bits once punctured symbols run out)
+        self.ext_z = int(extension_block)
         self.punct = code.puncture_order[:p]
         self.pivots = code.pivots[:p]
         rng = np.random.default_rng([public_seed, frame])
@@ -597,26 +620,71 @@ class _Layout:
         self.key_bits = int(self.key.size)
         self.base_leak = int(self.sent_rows.size)
 
-    def reveal_block(self, frame_plan: FramePlan, done: int) -> I64:
-        """Positions disclosed by reveal round ``done`` (0-based)."""
+    def round_parts(self, frame_plan: FramePlan, done: int) -> tuple[I64, int]:
+        """What reveal round ``done`` (0-based) discloses: symbol positions (punctured ones
+        first, then key bits when there is no extension) and a number of extension blocks
+        (``ceil(c / ext_z)`` for the ``c`` key bits the schedule would have revealed)."""
         a = frame_plan.revealed_after(done)
         b = a + frame_plan.reveal_size(done)
-        return np.asarray(self.reveal_seq[a:b], dtype=np.int64)
+        p = int(self.punct.size)
+        if not self.ext_z or b <= p:
+            return np.asarray(self.reveal_seq[a:b], dtype=np.int64), 0
+        idx = np.asarray(self.reveal_seq[a:p] if a < p else self.reveal_seq[:0], dtype=np.int64)
+        return idx, -(-(b - max(a, p)) // self.ext_z)
+
+    def blocks_after(self, frame_plan: FramePlan, done: int) -> int:
+        """Extension blocks sent by the first ``done`` rounds."""
+        return sum(self.round_parts(frame_plan, k)[1] for k in range(done))
+
+    def disclosed_after(self, frame_plan: FramePlan, done: int) -> int:
+        """Bits disclosed by the first ``done`` reveal rounds (values and extension bits)."""
+        if not self.ext_z:
+            return frame_plan.revealed_after(done)
+        shown = min(frame_plan.revealed_after(done), int(self.punct.size))
+        return shown + self.ext_z * self.blocks_after(frame_plan, done)
 
     def can_reveal(self, frame_plan: FramePlan, done: int, check_bits: int) -> bool:
         """Whether round ``done`` may reveal: within ``max_reveals`` and while the frame's
         disclosed bits (syndrome, check, feedback, reveals) stay below its key bits."""
         if done >= frame_plan.max_reveals:
             return False
-        after = frame_plan.revealed_after(done + 1)
-        if after > self.reveal_seq.size:
+        if not self.ext_z and frame_plan.revealed_after(done + 1) > self.reveal_seq.size:
             return False
-        leak = self.base_leak + check_bits + (done + 2) + after
+        leak = self.base_leak + check_bits + (done + 2) + self.disclosed_after(frame_plan, done + 1)
         return leak < self.key_bits
 
 
 def _public_seed_from(payload: bytes) -> int:
     return int.from_bytes(payload, "big") if payload else 0
+
+
+def _extension_block(code: LdpcCode, config: ReconcileConfig) -> int:
+    return int(code.lift) if config.extension and config.decoder == "layered" else 0
+
+
+class _Extensions:
+    """Extended codes by number of extra blocks (both parties, derived from the public seed)."""
+
+    def __init__(self, code: LdpcCode, degree: int) -> None:
+        self.code = code
+        self.degree = degree
+        self.seed = 0
+        self._codes: dict[int, LdpcCode] = {0: code}
+
+    def get(self, blocks: int) -> LdpcCode:
+        if blocks not in self._codes:
+            from qrepeater.qkdpp.codes import extended
+
+            self._codes[blocks] = extended(self.code, blocks, seed=self.seed, degree=self.degree)
+        return self._codes[blocks]
+
+    def parities(self, bits: U8, first: int, blocks: int) -> U8:
+        """Syndrome bits of extension blocks ``first .. first + blocks - 1`` of ``bits``."""
+        ext = self.get(first + blocks)
+        z = self.code.lift
+        a = self.code.m + first * z
+        rows = ext.H[a : a + blocks * z]
+        return np.asarray((rows @ bits.astype(np.int64)) & 1, dtype=np.uint8)
 
 
 class AliceReconciler:
@@ -647,6 +715,7 @@ class AliceReconciler:
         self._done: list[int] = []
         self.pending: list[int] = []
         self.failed: list[int] = []
+        self._ext = _Extensions(self.code, config.extension_degree)
 
     def send_syndromes(self) -> None:
         """Send the public seed, the syndromes and the checks of all frames."""
@@ -655,12 +724,14 @@ class AliceReconciler:
         if nbytes:
             self._channel.send("alice", KIND_SEED, seed_bytes, bits=self.config.seed_bits)
         public_seed = _public_seed_from(seed_bytes)
+        self._ext.seed = public_seed
         code, fp = self.code, self.plan
+        ext_z = _extension_block(code, self.config)
         parts: list[U8] = []
         checks: list[U8] = []
         start = 0
         for i, size in enumerate(fp.key_bits):
-            lay = _Layout(code, fp, i, public_seed)
+            lay = _Layout(code, fp, i, public_seed, extension_block=ext_z)
             xt = np.zeros(code.n, dtype=np.uint8)
             chunk = self._x[start : start + size]
             xt[lay.key] = chunk
@@ -695,7 +766,11 @@ class AliceReconciler:
             if not lay.can_reveal(self.plan, self._done[f], self.plan.check_bits):
                 self.failed.append(f)
                 continue
-            values.append(self._frames[f][lay.reveal_block(self.plan, self._done[f])])
+            idx, blocks = lay.round_parts(self.plan, self._done[f])
+            values.append(self._frames[f][idx])
+            if blocks:
+                first = lay.blocks_after(self.plan, self._done[f])
+                values.append(self._ext.parities(self._frames[f], first, blocks))
             self._done[f] += 1
             retry.append(f)
         self.pending = retry
@@ -758,6 +833,7 @@ class _Frame:
         self.prior = prior
         self.offset = offset
         self.done = 0
+        self.blocks = 0  # extension blocks received
         self.state: DecoderState | None = None
         self.error: U8 | None = None
         self.iterations = 0  # of the last round
@@ -788,7 +864,8 @@ class BobReconciler:
         self.config = config
         self._channel = channel
         self._executor = executor
-        self._decoder: LayeredDecoder | None = None
+        self._decoders: dict[int, LayeredDecoder] = {}
+        self._ext = _Extensions(self.code, config.extension_degree)
         self._ldpc: Any = None
         self.corrected = self._y.copy()
         self.pending: list[int] = []
@@ -809,8 +886,12 @@ class BobReconciler:
         """Receive seed, syndromes and checks; set up every frame's decoding problem."""
         seed_bytes = self._channel.receive("bob", KIND_SEED) if self.config.seed_bits else b""
         self._public_seed = public_seed = _public_seed_from(seed_bytes)
+        self._ext.seed = public_seed
         code, fp = self.code, self.plan
-        layouts = [_Layout(code, fp, i, public_seed) for i in range(fp.frames)]
+        ext_z = _extension_block(code, self.config)
+        layouts = [
+            _Layout(code, fp, i, public_seed, extension_block=ext_z) for i in range(fp.frames)
+        ]
         total = sum(len(lay.sent_rows) for lay in layouts)
         syn_all = unpack_bits(self._channel.receive("bob", KIND_SYNDROME), total)
         cb = self.plan.check_bits
@@ -838,18 +919,20 @@ class BobReconciler:
         self.pending = list(range(fp.frames))
 
     # -- decoding ----------------------------------------------------------------------------
-    def _layered(self) -> LayeredDecoder:
-        if self._decoder is None:
+    def _layered(self, blocks: int = 0) -> LayeredDecoder:
+        """The decoder of the code with ``blocks`` extension blocks (built once each)."""
+        if blocks not in self._decoders:
             from qrepeater.qkdpp._bp_kernel import LayeredDecoder
 
-            self._decoder = LayeredDecoder.for_code(self.code)
-        return self._decoder
+            self._decoders[blocks] = LayeredDecoder.for_code(self._ext.get(blocks))
+        return self._decoders[blocks]
 
-    def _syndrome(self, bits: U8) -> U8:
-        """``H bits``: the compiled kernel once the layered decoder is loaded, else scipy."""
-        if self._decoder is not None:
-            return self._decoder.syndrome(bits)
-        return self.code.syndrome(bits)
+    def _syndrome(self, bits: U8, blocks: int = 0) -> U8:
+        """``H bits`` of the (extended) code: the compiled kernel once the layered decoder is
+        loaded, else scipy."""
+        if blocks in self._decoders:
+            return self._decoders[blocks].syndrome(bits)
+        return self._ext.get(blocks).syndrome(bits)
 
     def _decode_frame(self, f: int) -> bool:
         """Decode frame ``f`` (runs in a worker thread for the layered decoder)."""
@@ -863,9 +946,12 @@ class BobReconciler:
             fr.error = err if bool(self._ldpc.converge) else None
             fr.iterations = int(self._ldpc.iter)
             return fr.error is not None
-        dec = self._layered()
+        dec = self._layered(fr.blocks)
         if fr.state is None:
             fr.state = dec.state(fr.prior)
+        elif fr.state.R.size < dec.messages:  # new extension rows: fresh check messages
+            grow = np.zeros(dec.messages - fr.state.R.size, dtype=np.float32)
+            fr.state.R = np.concatenate([fr.state.R, grow])
         before = fr.state.iterations
         ok = dec.decode(fr.state, fr.target, max_iter=cfg.bp_max_iter, patience=cfg.patience)
         fr.error = fr.state.hard_decision() if ok else None
@@ -877,7 +963,8 @@ class BobReconciler:
             if self._ldpc is None:
                 self._ldpc = _make_ldpc_decoder(self.code.H, self.config.bp_max_iter)
             return [self._decode_frame(f) for f in frames]
-        self._layered()  # compile / build once, outside the threads
+        for b in {self._frames[f].blocks for f in frames}:  # build once, outside the threads
+            self._layered(b)
         if self._executor is not None:
             return list(self._executor.map(self._decode_frame, frames))
         workers = min(self.config.workers, len(frames))
@@ -898,7 +985,11 @@ class BobReconciler:
             self.attempts += 1
             self.iterations += fr.iterations
             err = fr.error
-            good = conv and err is not None and np.array_equal(self._syndrome(err), fr.target)
+            good = (
+                conv
+                and err is not None
+                and np.array_equal(self._syndrome(err, fr.blocks), fr.target)
+            )
             fixed: U8 | None = None
             if good and err is not None:
                 fixed = fr.yt[fr.lay.key] ^ err[fr.lay.key]
@@ -928,19 +1019,27 @@ class BobReconciler:
         self.pending = retry
         if not retry:
             return False
-        blocks = [self._frames[f].lay.reveal_block(self.plan, self._frames[f].done) for f in retry]
-        values = unpack_bits(self._channel.receive("bob", KIND_REVEAL), sum(b.size for b in blocks))
+        parts = [self._frames[f].lay.round_parts(self.plan, self._frames[f].done) for f in retry]
+        z = self.code.lift
+        total = sum(idx.size + nb * z for idx, nb in parts)
+        values = unpack_bits(self._channel.receive("bob", KIND_REVEAL), total)
         pos = 0
-        for f, idx in zip(retry, blocks, strict=True):
+        for f, (idx, nb) in zip(retry, parts, strict=True):
             fr = self._frames[f]
             v = values[pos : pos + idx.size]
+            pos += idx.size
             # The error at a revealed position is now known: e = y xor x (y = 0 if punctured).
             llr = np.where(fr.yt[idx] ^ v, -_KNOWN_LLR, _KNOWN_LLR).astype(np.float32)
             fr.prior[idx] = llr
             if fr.state is not None:
                 fr.state.set_prior(idx, llr)
+            if nb:
+                # extension checks: their target is Alice's parities xor Bob's own
+                mine = self._ext.parities(fr.yt, fr.blocks, nb)
+                fr.target = np.concatenate([fr.target, values[pos : pos + nb * z] ^ mine])
+                fr.blocks += nb
+                pos += nb * z
             fr.done += 1
-            pos += idx.size
         return True
 
 
