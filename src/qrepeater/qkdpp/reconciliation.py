@@ -67,6 +67,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
 import numpy as np
@@ -1110,23 +1111,8 @@ def _plan_memo(
 ) -> FramePlan:
     """:func:`plan`, remembered per arguments (plans are frozen, so sharing them is safe)."""
     key = (int(key_length), float(qber), config, exclude, qber_upper, qber_start)
-    try:
-        hash(key)
-    except TypeError:  # an unhashable custom family: no memo
-        return plan(
-            key_length,
-            qber=qber,
-            config=config,
-            exclude=exclude,
-            qber_upper=qber_upper,
-            qber_start=qber_start,
-        )
-    with _PLANS_LOCK:
-        hit = _PLANS.get(key)
-        if hit is not None:
-            _PLANS.move_to_end(key)
-            return hit
-    frame_plan = plan(
+    make = partial(
+        plan,
         key_length,
         qber=qber,
         config=config,
@@ -1134,6 +1120,16 @@ def _plan_memo(
         qber_upper=qber_upper,
         qber_start=qber_start,
     )
+    try:
+        hash(key)
+    except TypeError:  # an unhashable custom family: no memo
+        return make()
+    with _PLANS_LOCK:
+        hit = _PLANS.get(key)
+        if hit is not None:
+            _PLANS.move_to_end(key)
+            return hit
+    frame_plan = make()
     with _PLANS_LOCK:
         _PLANS[key] = frame_plan
         while len(_PLANS) > _PLANS_MAX:
