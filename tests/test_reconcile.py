@@ -246,6 +246,32 @@ def test_short_key_uses_the_short_block_family(config: ReconcileConfig) -> None:
     assert plan(3_000, qber=0.05, config=padded).block_length >= config.min_block_length
 
 
+def test_starved_plan_falls_back_to_a_sparser_family(config: ReconcileConfig) -> None:
+    """8 000 bits at Q = 1%: padded into the default family's shortest code, the key needs
+    more punctured symbols than that code has untainted ones (first attempt at f ~ 1.9); the
+    short family at the key's own length starts at the target and ends far lower."""
+    from qrepeater.qkdpp.reconciliation import _code_for, _families
+
+    n, q = 8_000, 0.01
+    assert len(_families(20_000, config)) == 1  # long keys: the default family only
+    names = [fam.name for fam, *_ in _families(n, config)]
+    assert names[0] == config.family.name
+    assert all(s.startswith("short") for s in names[1:])
+    padded = plan(n, qber=q, config=config)
+    code0 = config.family.code(padded.rate, padded.block_length, cache_dir=config.cache_dir)
+    starved = (code0.m - min(padded.punctured, code0.puncture_order.size)) / (n * binary_entropy(q))
+    assert starved > config.target_efficiency + 0.3
+    fp, code = _code_for(n, q, config, None, None)
+    assert code.family.startswith("short")
+    start = (code.m - fp.punctured) / (n * binary_entropy(q))
+    assert start < config.short_target_efficiency + 0.1
+    x, y = bsc_keys(n, q, seed=5)
+    res = reconcile(x, y, qber=q, channel=PublicChannel(), seed=1, config=config)
+    assert res.success
+    assert np.array_equal(res.bob_key, x)
+    assert res.efficiency < 0.8 * starved
+
+
 @pytest.mark.parametrize(
     ("true_q", "hint"),
     [(0.05, 0.02), pytest.param(0.01, 0.005, marks=pytest.mark.slow), (0.08, 0.03)],

@@ -74,6 +74,7 @@ __all__ = [
     "four_cycle_count",
     "node_degrees",
     "rate_shifted",
+    "short_degree_cap",
     "short_family",
 ]
 
@@ -289,15 +290,24 @@ DEFAULT_DISTRIBUTIONS: Final[Mapping[float, DegreeDistribution]] = {
 SHORT_DEGREE_CAPS: Final[tuple[tuple[int, int], ...]] = ((3_000, 12), (6_000, 16), (1 << 62, 20))
 
 
-def short_family(block_length: int) -> CodeFamily:
+def short_degree_cap(block_length: int) -> int:
+    """The short family's default variable-degree cap for a length (:data:`SHORT_DEGREE_CAPS`)."""
+    return next(c for limit, c in SHORT_DEGREE_CAPS if int(block_length) < limit)
+
+
+def short_family(block_length: int, *, max_degree: int | None = None) -> CodeFamily:
     """The short-block code family for frames of about ``block_length`` symbols (1k-15k).
 
-    The published distributions with variable degrees capped (:func:`capped`,
-    :data:`SHORT_DEGREE_CAPS`), protographs of at most 1 200 nodes lifted by circulants as
-    small as 4 (the default family needs 20), so that 4-cycle-free codes exist from about
-    1 000 symbols on. Deterministic in ``block_length`` (both parties derive the same family).
+    The published distributions with variable degrees capped (:func:`capped`, at
+    ``max_degree`` or by default the cap of :data:`SHORT_DEGREE_CAPS` for the length),
+    protographs of at most 1 200 nodes lifted by circulants as small as 4 (the default family
+    needs 20), so that 4-cycle-free codes exist from about 1 000 symbols on. A lower cap lowers
+    the check-pair load, so higher rates become buildable at a given length (at a worse
+    threshold). Deterministic in its arguments (both parties derive the same family).
     """
-    cap = next(c for limit, c in SHORT_DEGREE_CAPS if int(block_length) < limit)
+    cap = short_degree_cap(block_length) if max_degree is None else int(max_degree)
+    if cap < 2:
+        raise ReconciliationError(f"max_degree must be >= 2, got {cap}")
     return CodeFamily(
         name=f"short-d{cap}-qc",
         lift_min=4,

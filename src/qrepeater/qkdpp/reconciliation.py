@@ -75,7 +75,7 @@ import numpy.typing as npt
 
 from qrepeater.errors import ProtocolAbort, ReconciliationError
 from qrepeater.qkdpp.channel import Channel, pack_bits, unpack_bits
-from qrepeater.qkdpp.codes import CodeFamily, LdpcCode, short_family
+from qrepeater.qkdpp.codes import CodeFamily, LdpcCode, short_degree_cap, short_family
 from qrepeater.qkdpp.entropy import binary_entropy
 
 if TYPE_CHECKING:
@@ -130,6 +130,16 @@ _MAX_PAIR_LOAD: Final = 0.28
 #: 8 000-bit keys at Q = 3.6/5/7% gave f = 1.15/1.21/1.16 padded but 1.18/1.40/1.43 with the
 #: degree-20 short family; 4 000-bit keys gave 1.22-1.23 with the degree-16 short family.
 _SHORT_FAMILY_BELOW: Final = 6_000
+#: Lower variable-degree caps of the short family tried when the preferred family cannot start
+#: a key near its target efficiency (:func:`_code_for`): at low QBERs short keys need high-rate
+#: codes, which only sparse degree profiles build without 4-cycles at these lengths.
+_SHORT_FALLBACK_CAPS: Final = (8, 5)
+#: A plan is *starved* when its code cannot puncture enough symbols to make the first attempt
+#: within this of the target efficiency; the next candidate family is then tried. Sparser
+#: families start lower but decode worse (2 000-bit keys at Q = 2%: the degree-12 family starts
+#: at f = 1.26 and ends at 1.37, the degree-5 family starts at 1.00 and ends at 1.50), so only a
+#: badly starved plan is given up.
+_STARVED_MARGIN: Final = 0.3
 
 Decoder = Literal["layered", "ldpc"]
 
@@ -457,6 +467,7 @@ def plan(
     exclude: frozenset[float] = frozenset(),
     qber_upper: float | None = None,
     qber_start: float | None = None,
+    variant: int = 0,
 ) -> FramePlan:
     """Choose the mother code, frame sizes, punctured and shortened counts.
 
@@ -468,12 +479,16 @@ def plan(
     upper confidence bound is given. Among the family's rates the one with the least modulation
     ``3 p + s`` wins (the rate-compatible construction of Elkouss et al. 2010; puncturing costs
     more threshold than shortening, hence the weight). Rates in ``exclude`` are skipped.
+    ``variant`` indexes the candidate code families of the key length (:func:`_families`).
     """
     _check_qber(qber)
     total = int(key_length)
     if total < 1:
         raise ReconciliationError("empty key")
-    family, min_length, f0, step = _family_for(total, config)
+    candidates = _families(total, config)
+    if not 0 <= variant < len(candidates):
+        raise ReconciliationError(f"variant {variant} not in [0, {len(candidates)})")
+    family, min_length, f0, step = candidates[variant]
     if qber_start is not None and not 0.0 < qber_start <= qber:
         raise ReconciliationError(f"qber_start {qber_start} must lie in (0, {qber}]")
     h = binary_entropy(qber if qber_start is None else qber_start)
@@ -535,12 +550,29 @@ def plan(
     )
 
 
-def _family_for(total: int, config: ReconcileConfig) -> tuple[CodeFamily, int, float, float]:
-    """Code family, shortest code, first-attempt efficiency and reveal step for a key."""
-    if config.short_keys and total < min(config.min_block_length, _SHORT_FAMILY_BELOW):
-        fam = short_family(total)
-        return fam, 2 * fam.granularity, config.short_target_efficiency, config.short_reveal_step
-    return config.family, config.min_block_length, config.target_efficiency, config.reveal_step
+_Candidate = tuple[CodeFamily, int, float, float]
+
+
+def _families(total: int, config: ReconcileConfig) -> tuple[_Candidate, ...]:
+    """Candidate ``(code family, shortest code, first-attempt efficiency, reveal step)`` for a
+    key of ``total`` bits, in order of preference.
+
+    Keys of ``min_block_length`` and more use the default family. Shorter ones (with
+    ``short_keys``) prefer the default family's shortest code (padded by shortened symbols) from
+    ``_SHORT_FAMILY_BELOW`` on and the short family at their own length below it; the short
+    family at the length's own cap and then at :data:`_SHORT_FALLBACK_CAPS` follow, for keys
+    whose preferred plan is starved of punctured symbols (:func:`_code_for`).
+    """
+    default = (config.family, config.min_block_length, config.target_efficiency, config.reveal_step)
+    if not config.short_keys or total >= config.min_block_length:
+        return (default,)
+    cap = short_degree_cap(total)
+    caps = (cap, *(c for c in _SHORT_FALLBACK_CAPS if c < cap))
+    short = tuple(
+        (fam, 2 * fam.granularity, config.short_target_efficiency, config.short_reveal_step)
+        for fam in (short_family(total, max_degree=c) for c in caps)
+    )
+    return short if total < _SHORT_FAMILY_BELOW else (default, *short)
 
 
 def _split(total: int, frames: int) -> list[int]:
@@ -1071,26 +1103,50 @@ def _code_for(
     blocks), the rate is excluded and the plan redone. The built code may have a few more
     checks than ``(1 - R0) n`` when the lift had to be truncated: puncture that many more so
     the first attempt is still at the target efficiency, within the shortened budget and the
-    code's untainted symbols. Deterministic, so both parties arrive at the same plan.
+    code's untainted symbols. A plan whose code has too few untainted symbols to start within
+    ``_STARVED_MARGIN`` of the target (short keys at low QBER: padding into a long code, or a
+    rate too high for the length) is *starved*; the key's next candidate family is then tried
+    (:func:`_families`) and the candidate with the lowest first-attempt efficiency wins.
+    Deterministic, so both parties arrive at the same plan.
     """
-    excluded: set[float] = set()
-    while True:
-        frame_plan = _plan_memo(
-            key_length,
-            qber=qber,
-            config=config,
-            exclude=frozenset(excluded),
-            qber_upper=qber_upper,
-            qber_start=qber_start,
-        )
-        try:
-            code = _family_for(key_length, config)[0].code(
-                frame_plan.rate, frame_plan.block_length, cache_dir=config.cache_dir
-            )
-        except ReconciliationError:
-            excluded.add(frame_plan.rate)
-            continue
-        return _fit_punctured(frame_plan, code), code
+    candidates = _families(key_length, config)
+    h = binary_entropy(qber if qber_start is None else qber_start)
+    best: tuple[float, FramePlan, LdpcCode] | None = None
+    error: ReconciliationError | None = None
+    for variant, (family, _, f0, _) in enumerate(candidates):
+        excluded: set[float] = set()
+        while True:
+            try:
+                frame_plan = _plan_memo(
+                    key_length,
+                    qber=qber,
+                    config=config,
+                    exclude=frozenset(excluded),
+                    qber_upper=qber_upper,
+                    qber_start=qber_start,
+                    variant=variant,
+                )
+            except ReconciliationError as exc:
+                error = error or exc
+                break
+            try:
+                code = family.code(
+                    frame_plan.rate, frame_plan.block_length, cache_dir=config.cache_dir
+                )
+            except ReconciliationError:
+                excluded.add(frame_plan.rate)
+                continue
+            fitted = _fit_punctured(frame_plan, code)
+            f_start = (code.m - fitted.punctured) / (fitted.key_bits[0] * h)
+            if f_start <= f0 + _STARVED_MARGIN:
+                return fitted, code
+            if best is None or f_start < best[0]:
+                best = (f_start, fitted, code)
+            break
+    if best is None:
+        assert error is not None
+        raise error
+    return best[1], best[2]
 
 
 #: Plans computed in this process: :func:`plan` is a pure function of public inputs that both
@@ -1108,9 +1164,10 @@ def _plan_memo(
     exclude: frozenset[float],
     qber_upper: float | None,
     qber_start: float | None,
+    variant: int = 0,
 ) -> FramePlan:
     """:func:`plan`, remembered per arguments (plans are frozen, so sharing them is safe)."""
-    key = (int(key_length), float(qber), config, exclude, qber_upper, qber_start)
+    key = (int(key_length), float(qber), config, exclude, qber_upper, qber_start, variant)
     make = partial(
         plan,
         key_length,
@@ -1119,6 +1176,7 @@ def _plan_memo(
         exclude=exclude,
         qber_upper=qber_upper,
         qber_start=qber_start,
+        variant=variant,
     )
     try:
         hash(key)
