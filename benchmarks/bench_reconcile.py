@@ -15,7 +15,7 @@ Sections (``--sections``, comma separated):
   ``hint`` (the true rate given), ``sample`` (2% disclosed sample, Clopper-Pearson bound),
   ``misjudged`` (a hint of 0.6 Q) and ``drift`` (error rate rising linearly from 0.5 Q to
   1.5 Q across the key, hint Q).
-* ``short``: f of short keys (1k-16k) at Q = 2-7%.
+* ``short``: f of short keys (1k-16k) at Q = 1-7%.
 
 Baselines in the same process: ``ldpc`` (decoder speed) and the Shannon limit f = 1.
 
@@ -28,8 +28,8 @@ Usage::
     python benchmarks/bench_reconcile.py --sections throughput --trials 5
     python benchmarks/bench_reconcile.py --speed-only      # decoder speed vs ldpc, ~1 minute
 
-Writes ``bench_reconcile.json`` and ``bench_reconcile.png`` to ``--out`` (default
-``benchmarks/results/``); codes are cached in the library's default cache.
+Writes ``<name>.json`` and ``<name>.png`` (``--name``, default ``bench_reconcile``) to
+``--out`` (default ``benchmarks/results/``); codes are cached in the library's default cache.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ U8 = npt.NDArray[np.uint8]
 PAPER_Q = 0.036
 PAPER_KEY_BITS = 105_976
 QBERS = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10)
+SHORT_QBERS = (0.01, 0.02, 0.036, 0.05, 0.07)
 
 
 def keys(n: int, qber: float | npt.NDArray[np.float64], rng: np.random.Generator) -> tuple[U8, U8]:
@@ -299,7 +300,7 @@ def robustness(args: argparse.Namespace, cfg: ReconcileConfig) -> list[dict[str,
 def short(args: argparse.Namespace, cfg: ReconcileConfig) -> list[dict[str, Any]]:
     rows = []
     for n in (1_000, 2_000, 4_000, 8_000, 16_000):
-        for q in (0.02, 0.036, 0.05, 0.07):
+        for q in SHORT_QBERS:
             rows.append(point(n, q, args.short_trials, cfg, seed0=17))
     return rows
 
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / name_json).write_text(json.dumps(results, indent=1))
     if "sweep" in results or "short" in results:
-        plot(results, args.out / "bench_reconcile.png")
+        plot(results, args.out / f"{args.name}.png")
     return 0
 
 

@@ -246,6 +246,16 @@ def test_short_key_uses_the_short_block_family(config: ReconcileConfig) -> None:
     assert plan(3_000, qber=0.05, config=padded).block_length >= config.min_block_length
 
 
+def test_short_keys_reveal_whole_rounds(config: ReconcileConfig) -> None:
+    """Each reveal round costs a feedback bit: a 1 000-bit key's rounds are never smaller than
+    ``min_reveal_bits`` (the QBER-proportional step would be 1-2 bits)."""
+    fp = plan(1_000, qber=0.02, config=config)
+    assert fp.reveal == config.min_reveal_bits
+    one_bit = plan(1_000, qber=0.02, config=dataclasses.replace(config, min_reveal_bits=1))
+    assert one_bit.reveal < config.min_reveal_bits
+    assert plan(14_000, qber=0.05, config=config).reveal > config.min_reveal_bits
+
+
 def test_starved_plan_falls_back_to_a_sparser_family(config: ReconcileConfig) -> None:
     """8 000 bits at Q = 1%: padded into the default family's shortest code, the key needs
     more punctured symbols than that code has untainted ones (first attempt at f ~ 1.9); the
@@ -395,6 +405,7 @@ def test_bad_inputs(
         {"min_block_length": 10},
         {"target_efficiency": 0.4},
         {"reveal_step": 0.0},
+        {"min_reveal_bits": 0},
         {"max_reveals": -1},
         {"bp_max_iter": 0},
         {"puncture_range": -0.1},

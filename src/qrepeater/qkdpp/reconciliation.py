@@ -183,6 +183,10 @@ class ReconcileConfig:
       instead of being padded, starting at ``short_target_efficiency`` with reveal steps of
       ``short_reveal_step`` (short frames have a wide spread of decodable rates: fine steps
       stop close to each frame's own threshold).
+    * ``min_reveal_bits``: the smallest reveal round. Every round costs Bob a feedback bit, so on
+      a key whose whole leak is a hundred-odd bits one-bit reveals spend more on feedback than
+      they save in overshoot; measured on 1 000-bit keys (10 keys each): f 1.644 -> 1.550 at
+      Q = 2% and 1.529 -> 1.452 at 5% with 12-bit rounds, and a third of the rounds.
     * ``extension``: once a frame's punctured symbols are all revealed, further rounds send
       syndrome bits of extra parity checks (:func:`~qrepeater.qkdpp.codes.extended`, whole
       circulant blocks) instead of revealing key bits, which tell the decoder only ``h(Q)``
@@ -210,6 +214,7 @@ class ReconcileConfig:
     short_keys: bool = True
     short_target_efficiency: float = 1.0
     short_reveal_step: float = 0.01
+    min_reveal_bits: int = 12
     extension: bool = True
     extension_degree: int = 5
     family: CodeFamily = field(default_factory=CodeFamily)
@@ -254,6 +259,8 @@ class ReconcileConfig:
             raise ReconciliationError(
                 f"short_target_efficiency {self.short_target_efficiency} not in (0.5, 3)"
             )
+        if not 1 <= self.min_reveal_bits <= 4096:
+            raise ReconciliationError(f"min_reveal_bits {self.min_reveal_bits} not in [1, 4096]")
         if not 0.0 < self.short_reveal_step <= 1.0:
             raise ReconciliationError(f"short_reveal_step {self.short_reveal_step} not in (0, 1]")
         if self.decoder not in ("layered", "ldpc"):
@@ -534,7 +541,7 @@ def plan(
             f"block_length {config.block_length}"
         )
     _, r0, n, key_bits, p = best
-    reveal = max(1, math.ceil(step * key_bits[0] * h))
+    reveal = max(config.min_reveal_bits, math.ceil(step * key_bits[0] * h))
     checks = min(config.check_bits, max(8, math.ceil(0.01 * key_bits[-1] * h)))
     return FramePlan(
         qber=float(qber),
