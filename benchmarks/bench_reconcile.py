@@ -27,6 +27,7 @@ Usage::
         --modes hint,drift --name bench_reconcile_robust1000   # one part of it
     python benchmarks/bench_reconcile.py --sections throughput --trials 5
     python benchmarks/bench_reconcile.py --speed-only      # decoder speed vs ldpc, ~1 minute
+    python benchmarks/bench_reconcile.py --collect 'robust1000_*.json' --name robust1000_all
 
 Writes ``<name>.json`` and ``<name>.png`` (``--name``, default ``bench_reconcile``) to
 ``--out`` (default ``benchmarks/results/``); codes are cached in the library's default cache.
@@ -308,6 +309,63 @@ def short(args: argparse.Namespace, cfg: ReconcileConfig) -> list[dict[str, Any]
 # ---- report --------------------------------------------------------------------------------------
 
 
+def plot_robustness(rows: list[dict[str, Any]], path: Path) -> None:
+    """Mean f (bars up to the worst frame) against QBER per robustness mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    modes = sorted({r["mode"] for r in rows})
+    for i, mode in enumerate(modes):
+        dx = 0.0006 * (i - (len(modes) - 1) / 2)  # side by side where modes share a QBER
+        pts = sorted(
+            (r["qber"] + dx, r["f_mean"], r["f_max"])
+            for r in rows
+            if r["mode"] == mode and r["f_mean"]
+        )
+        ok = sum(r["success"] for r in rows if r["mode"] == mode)
+        total = sum(r["trials"] for r in rows if r["mode"] == mode)
+        qs, fs, fmax = (np.array(v) for v in zip(*pts, strict=True))
+        ax.errorbar(
+            qs, fs, yerr=[np.zeros_like(fs), fmax - fs], fmt="o-", capsize=3,
+            label=f"{mode}: {ok:,}/{total:,} frames",
+        )  # fmt: skip
+    ax.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("QBER")
+    ax.set_ylabel("f (mean; bar to the worst frame)")
+    ax.set_title(f"Frame success and efficiency, {rows[0]['n']:,}-bit frames")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def collect(args: argparse.Namespace) -> int:
+    """Merge the robustness rows of ``--out/<--collect glob>`` into ``<--name>.json`` + plot."""
+    best: dict[tuple[int, float, str], dict[str, Any]] = {}
+    sources = sorted(args.out.glob(args.collect))
+    for path in sources:
+        for row in json.loads(path.read_text()).get("robustness", []):
+            key = (row["n"], row["qber"], row["mode"])
+            if key not in best or row["trials"] > best[key]["trials"]:
+                best[key] = row | {"source": path.name}
+    if not best:
+        print(f"no robustness rows in {args.out}/{args.collect}", file=sys.stderr)
+        return 2
+    rows = [best[k] for k in sorted(best, key=lambda k: (k[2], k[0], k[1]))]
+    out = {"meta": {"collected_from": [p.name for p in sources]}, "robustness": rows}
+    (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=1))
+    plot_robustness(rows, args.out / f"{args.name}.png")
+    for mode in sorted({r["mode"] for r in rows}):
+        sel = [r for r in rows if r["mode"] == mode]
+        print(
+            f"{mode}: {sum(r['success'] for r in sel):,}/{sum(r['trials'] for r in sel):,} frames; "
+            + ", ".join(f"{r['qber']:.3g}: {r['f_mean']:.3f} (max {r['f_max']:.2f})" for r in sel)
+        )
+    return 0
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -362,7 +420,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the throughput section (2 decodes, 8 keys); writes bench_reconcile_speed.json",
     )
+    p.add_argument(
+        "--collect",
+        metavar="GLOB",
+        help="merge the robustness rows of the result files in --out matching GLOB into "
+        "<name>.json and <name>.png (runs no benchmark)",
+    )
     args = p.parse_args(argv)
+    if args.collect:
+        return collect(args)
     name_json = f"{args.name}.json"
     if args.speed_only:
         args.sections, args.decode_trials, args.trials = "throughput", 2, 8
