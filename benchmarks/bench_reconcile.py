@@ -342,13 +342,15 @@ def plot_robustness(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def collect(args: argparse.Namespace) -> int:
-    """Merge the robustness rows of ``--out/<--collect glob>`` into ``<--name>.json`` + plot."""
+    """Merge the robustness rows of ``--out/<--collect glob>`` into ``<--name>.json`` + plot
+    (per point the run with the most frames; among equals the last file in name order)."""
     best: dict[tuple[int, float, str], dict[str, Any]] = {}
-    sources = sorted(args.out.glob(args.collect))
+    # in name order: a file later in that order with as many frames of a point replaces it
+    sources = sorted(p for p in args.out.glob(args.collect) if p.name != f"{args.name}.json")
     for path in sources:
         for row in json.loads(path.read_text()).get("robustness", []):
             key = (row["n"], row["qber"], row["mode"])
-            if key not in best or row["trials"] > best[key]["trials"]:
+            if key not in best or row["trials"] >= best[key]["trials"]:
                 best[key] = row | {"source": path.name}
     if not best:
         print(f"no robustness rows in {args.out}/{args.collect}", file=sys.stderr)
