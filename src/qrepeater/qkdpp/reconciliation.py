@@ -1113,7 +1113,7 @@ def _code_for(
     code's untainted symbols. A plan whose code has too few untainted symbols to start within
     ``_STARVED_MARGIN`` of the target (short keys at low QBER: padding into a long code, or a
     rate too high for the length) is *starved*; the key's next candidate family is then tried
-    (:func:`_families`) and the candidate with the lowest first-attempt efficiency wins.
+    (:func:`_families`): the first that is not starved wins, else the one that starts lowest.
     Deterministic, so both parties arrive at the same plan.
     """
     candidates = _families(key_length, config)
