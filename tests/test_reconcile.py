@@ -544,3 +544,21 @@ def test_corrupted_extension_parities_never_yield_a_wrong_key(config: ReconcileC
             x, y, qber=0.6 * 0.036, channel=_FlippingChannel(), seed=seed, config=config
         )
         assert not res.success or np.array_equal(res.bob_key, x)
+
+
+@pytest.mark.parametrize(("n", "q"), [(8_000, 0.01), (1_000, 0.02)])
+def test_corrupted_reveals_on_short_fallback_keys_never_pass_verification(
+    n: int, q: float, config: ReconcileConfig
+) -> None:
+    """Short keys on a fallback family (starved plan, 12-bit reveal rounds, 8 check bits) with
+    every reveal corrupted in transit: a run ends without success, with Alice's key, or with a
+    key that verification rejects; a differing key never passes both stages."""
+    from qrepeater.qkdpp.verify import verify_keys
+
+    for seed in range(3):
+        x, y = bsc_keys(n, q, 300 + seed)
+        res = reconcile(x, y, qber=q, channel=_FlippingChannel(), seed=seed, config=config)
+        if not res.success or np.array_equal(res.bob_key, x):
+            continue
+        with pytest.raises(ProtocolAbort):
+            verify_keys(PublicChannel(), x, res.bob_key, rng=np.random.default_rng(seed))
